@@ -1,0 +1,208 @@
+"""Command line: ``python -m distill_core {train,runs,evaluate,bench} ...``
+
+    python -m distill_core train                         # the offline `quick` preset
+    python -m distill_core train --preset classic        # bert-base-uncased -> distilbert-base-uncased (GPU + hub)
+    python -m distill_core train --dataset imdb --max-train-samples 2000 --epochs 1
+    python -m distill_core runs
+    python -m distill_core evaluate RUN
+    python -m distill_core bench RUN
+
+Every config field has a flag; a flag given overrides the preset, a flag left out keeps it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from .config import MODEL_KINDS, PRESETS, RunConfig, runs_dir
+
+logger = logging.getLogger("distill_core")
+
+# flag -> (section, field, type, help). `None` section: a RunConfig field.
+_FLAGS: list[tuple[str, str | None, str, Any, str]] = [
+    # data
+    ("--dataset", "data", "dataset", str, "hub name (fancyzhx/ag_news), local hub-layout folder, or short name "
+     "(ag_news, imdb, sst2, rotten_tomatoes, hate_speech18) looked up in --data-dir first, then on the hub"),
+    ("--data-dir", "data", "data_dir", str, "folder of hub-layout datasets for short names (default $DISTILL_DATA_DIR)"),
+    ("--text-column", "data", "text_column", str, "text column (default: detect text/sentence/content/review)"),
+    ("--label-column", "data", "label_column", str, "label column (default: detect label/labels/class/target)"),
+    ("--max-length", "data", "max_length", int, "tokens per text, longer texts are truncated (default 128)"),
+    ("--max-train-samples", "data", "max_train_samples", int, "stratified subsample of the train split"),
+    ("--max-eval-samples", "data", "max_eval_samples", int, "stratified subsample of the validation split"),
+    ("--max-test-samples", "data", "max_test_samples", int, "stratified subsample of the test split"),
+    ("--validation-fraction", "data", "validation_fraction", float, "carved from train if no validation split (0.1)"),
+    ("--test-fraction", "data", "test_fraction", float, "carved from train if no test split (0.1)"),
+    ("--no-group-by-length", "data", "group_by_length", "store_false", "random batches instead of length-grouped ones"),
+    # models
+    ("--teacher", "model", "teacher", str, "teacher checkpoint, hub name or path (default: the packaged all-MiniLM-L6-v2)"),
+    ("--student", "model", "student", str, "pretrained DistilBERT name/path (default: build one from the teacher)"),
+    ("--student-layers", "model", "student_layers", int, "layers of the built student (default: half the teacher's)"),
+    ("--layer-map", "model", "layer_map", "ints", "teacher layer per student layer, e.g. 0,2,4 (default: every other)"),
+    ("--teacher-from", "model", "teacher_from", str, "reuse the teacher of an earlier run (id or folder)"),
+    # training
+    ("--models", "train", "models", "list", f"what to train, comma-separated from {','.join(MODEL_KINDS)}"),
+    ("--batch-size", "train", "batch_size", int, "training batch size"),
+    ("--eval-batch-size", "train", "eval_batch_size", int, "evaluation batch size"),
+    ("--epochs", "train", "epochs", float, "teacher epochs (fractions allowed)"),
+    ("--lr", "train", "learning_rate", float, "teacher learning rate"),
+    ("--student-epochs", "train", "student_epochs", float, "student epochs (default: same as --epochs)"),
+    ("--student-lr", "train", "student_learning_rate", float, "student learning rate (default: same as --lr)"),
+    ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay"),
+    ("--scheduler", "train", "scheduler", ("linear", "exponential"), "linear warm-up/decay, or ExponentialLR(gamma) every N batches"),
+    ("--warmup-ratio", "train", "warmup_ratio", float, "linear schedule: warm-up fraction of steps"),
+    ("--gamma", "train", "gamma", float, "exponential schedule: decay factor (0.96)"),
+    ("--gamma-every", "train", "gamma_every", int, "exponential schedule: batches per decay (10)"),
+    ("--max-grad-norm", "train", "max_grad_norm", float, "gradient clipping (0: off)"),
+    ("--eval-every", "train", "eval_every", int, "validate every N steps as well as every epoch"),
+    ("--seed", "train", "seed", int, "random seed (same seed on CPU: same metrics)"),
+    ("--mixed-precision", "train", "mixed_precision", ("auto", "no", "fp16", "bf16"), "auto: bf16/fp16 on GPU, off on CPU"),
+    ("--cpu", "train", "cpu", "store_true", "train on CPU even if a GPU is present"),
+    ("--num-threads", "train", "num_threads", int, "torch CPU threads"),
+    # distillation
+    ("--temperature", "kd", "temperature", float, "KD temperature T (2.0)"),
+    ("--alpha", "kd", "alpha", float, "weight of the KD term; 1-alpha goes to cross-entropy (0.5)"),
+    ("--hidden-weight", "kd", "hidden_weight", float, "weight of the hidden-state cosine loss (0: off)"),
+    # output
+    ("--output-dir", None, "output_dir", str, f"parent folder of runs (default {runs_dir()})"),
+    ("--run-id", None, "run_id", str, "run folder name (default <time>_<dataset>_<preset>)"),
+]
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                   help="quick: offline, ~10 min on 2 CPU cores; classic: the reports' bert-base setting (GPU + hub)")
+    p.add_argument("--unless-complete", action="store_true",
+                   help="do nothing if a complete run of this preset and dataset already exists")
+    groups = {"data": "data", "model": "models", "train": "training", "kd": "distillation", None: "output"}
+    arg_groups = {k: p.add_argument_group(v) for k, v in groups.items()}
+    for flag, section, field, typ, help_ in _FLAGS:
+        g = arg_groups[section]
+        dest = f"{section or 'run'}__{field}"
+        if typ in ("store_true", "store_false"):
+            g.add_argument(flag, dest=dest, action=typ, default=None, help=help_)
+        elif typ == "ints":
+            g.add_argument(flag, dest=dest, type=lambda s: [int(x) for x in s.split(",") if x.strip()], help=help_)
+        elif typ == "list":
+            g.add_argument(flag, dest=dest, type=lambda s: [x.strip() for x in s.split(",") if x.strip()], help=help_)
+        elif isinstance(typ, tuple):
+            g.add_argument(flag, dest=dest, choices=typ, help=help_)
+        else:
+            g.add_argument(flag, dest=dest, type=typ, help=help_)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    cfg = RunConfig.from_preset(args.preset)
+    for key, value in vars(args).items():
+        if "__" not in key or value is None:
+            continue
+        section, field = key.split("__", 1)
+        target = cfg if section == "run" else getattr(cfg, section)
+        setattr(target, field, value)
+    return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m distill_core", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train teacher, distilled student and baseline into a run folder")
+    _add_train_flags(t)
+    r = sub.add_parser("runs", help="list runs with status and headline metrics")
+    r.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
+    e = sub.add_parser("evaluate", help="recompute a run's results.json and predictions from its saved models")
+    e.add_argument("run", help="run id or folder")
+    e.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
+    try:
+        from .bench import add_bench_parser
+    except ImportError:  # the benchmark module is optional for training
+        add_bench_parser = None
+    if add_bench_parser is not None:
+        add_bench_parser(sub)
+    return p
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_train(args) -> int:
+    from .pipeline import run_pipeline
+    from .runs import list_runs
+
+    cfg = config_from_args(args)
+    if args.unless_complete:
+        done = [r for r in list_runs(cfg.runs_root()) if r.status == "complete"
+                and r.config.get("preset") == cfg.preset and r.config.get("data", {}).get("dataset") == cfg.data.dataset]
+        if done:
+            logger.info("A complete %s run on %s exists (%s); not training again.", cfg.preset, cfg.data.dataset, done[0].run_id)
+            return 0
+    run_pipeline(cfg)
+    return 0
+
+
+def format_runs_table(runs) -> str:
+    head = f"{'run':<44} {'status':<10} {'teacher':>8} {'student':>8} {'baseline':>8}  note"
+    lines = [head, "-" * len(head)]
+    for r in runs:
+        models = (r.results or {}).get("models", {})
+        acc = [f"{models[k]['accuracy']:.4f}" if k in models else "-" for k in MODEL_KINDS]
+        note = r.error or (f"stage {r.stage}" if r.status == "running" else "")
+        lines.append(f"{r.run_id:<44} {r.status:<10} {acc[0]:>8} {acc[1]:>8} {acc[2]:>8}  {note}")
+    return "\n".join(lines)
+
+
+def cmd_runs(args) -> int:
+    from pathlib import Path
+
+    from .runs import list_runs
+
+    root = Path(args.output_dir) if args.output_dir else runs_dir()
+    runs = list_runs(root)
+    if not runs:
+        print(f"No runs in {root}. Train one with: python -m distill_core train")
+        return 0
+    print(format_runs_table(runs))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from pathlib import Path
+
+    from .pipeline import evaluate_run
+    from .runs import resolve_run
+
+    evaluate_run(resolve_run(args.run, Path(args.output_dir) if args.output_dir else None))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    from .data import DataError
+    from .models import ModelError
+    from .runs import RunError
+
+    handlers = {"train": cmd_train, "runs": cmd_runs, "evaluate": cmd_evaluate}
+    if args.command == "bench":
+        from .bench import cmd_bench
+
+        handlers["bench"] = cmd_bench
+    try:
+        return handlers[args.command](args)
+    except (DataError, ModelError, RunError, ValueError) as e:
+        logger.error("%s", e)
+        return 2
+    except KeyboardInterrupt:
+        logger.error("Interrupted.")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

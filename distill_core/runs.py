@@ -1,0 +1,286 @@
+"""A run is a folder, and the folder is the interface between training and the dashboard.
+
+    artifacts/runs/<run_id>/
+        status.json            {"status": "running"|"complete"|"failed", "stage", "error", "pid", "host", "updated"}
+        config.json            resolved RunConfig + dataset info + library versions + device
+        <model>_train.csv      one row per optimizer step (appended while training)
+        <model>_val.csv        one row per evaluation (appended while training)
+        teacher/ student/ baseline/   save_pretrained folders (config, tokenizer, model.safetensors)
+        results.json           test metrics per model, teacher-student agreement
+        predictions.parquet    one row per test example: text, label, <model>_prob_<i>
+        bench.json             speed/size figures (python -m distill_core bench)
+
+Everything except the CSVs appears only when whole: it is written to a temporary name, then renamed.
+``<model>`` is one of ``teacher``, ``student`` (distilled) and ``baseline``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .config import MODEL_KINDS, runs_dir
+
+STATUS_FILE = "status.json"
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+PREDICTIONS_FILE = "predictions.parquet"
+BENCH_FILE = "bench.json"
+
+TRAIN_COLUMNS = ["step", "epoch", "batch", "train_loss", "train_accuracy", "learning_rate", "examples_seen", "elapsed_s"]
+KD_COLUMNS = ["kd_loss", "ce_loss"]
+VAL_COLUMNS = ["step", "epoch", "examples_seen", "elapsed_s", "val_loss", "val_accuracy", "val_macro_f1"]
+
+
+class RunError(Exception):
+    """A run folder that cannot be read as asked; the message says what is wrong and how to fix it."""
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, default=_json_default)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"Not JSON serialisable: {type(o).__name__}")
+
+
+def atomic_dir(final: Path) -> "_AtomicDir":
+    """``with atomic_dir(run / "teacher") as tmp: model.save_pretrained(tmp)`` then renamed to ``final``."""
+    return _AtomicDir(Path(final))
+
+
+class _AtomicDir:
+    def __init__(self, final: Path):
+        self.final = final
+        self.tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+
+    def __enter__(self) -> Path:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        if self.final.exists():
+            old = self.final.parent / f".{self.final.name}.old-{os.getpid()}"
+            os.replace(self.final, old)
+            os.replace(self.tmp, self.final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.final)
+
+
+# ----------------------------------------------------------------------------- writing a run
+
+
+class CsvLog:
+    """Appends rows to a CSV as training goes (flushed per row, so a live dashboard sees them)."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path = Path(path)
+        self.columns = columns
+        self._file = open(self.path, "w", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
+        self._writer.writeheader()
+        self._file.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else v
+
+
+def new_run_id(dataset: str, preset: str) -> str:
+    short = Path(dataset.rstrip("/")).name.split("/")[-1] or "data"
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{short}_{preset}")
+    return f"{time.strftime('%Y%m%d-%H%M%S')}_{safe}"
+
+
+def set_status(run_dir: Path, status: str, stage: str | None = None, error: str | None = None) -> None:
+    write_json_atomic(
+        Path(run_dir) / STATUS_FILE,
+        {
+            "status": status,
+            "stage": stage,
+            "error": error,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- reading runs
+
+
+@dataclass
+class RunInfo:
+    """What the dashboard and `runs` need to know about one run folder."""
+
+    run_id: str
+    path: Path
+    status: str  # running | complete | failed | unknown
+    stage: str | None = None
+    error: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] | None = None
+
+    @property
+    def models(self) -> list[str]:
+        """Models whose checkpoint folder is complete (has a config and safetensors weights)."""
+        return [k for k in MODEL_KINDS if has_model(self.path, k)]
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.config.get("dataset_info", {}).get("label_names", []))
+
+    @property
+    def dataset(self) -> str:
+        return str(self.config.get("data", {}).get("dataset", "?"))
+
+    @property
+    def mtime(self) -> float:
+        return max((p.stat().st_mtime for p in self.path.iterdir()), default=self.path.stat().st_mtime)
+
+
+def has_model(run_dir: Path, kind: str) -> bool:
+    d = Path(run_dir) / kind
+    return (d / "config.json").is_file() and (d / "model.safetensors").is_file()
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file, raising RunError (never a bare JSONDecodeError) when it is missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path.name} is missing from {path.parent}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path} is not valid JSON ({e}); the run may be half-written or corrupt") from e
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def load_run(run_dir: Path) -> RunInfo:
+    """Read a run folder's status, config and (if present) results.
+
+    A run whose status says ``running`` but whose training process is gone (same host, dead pid) is
+    reported as ``failed`` with an "interrupted" error, so it is never mistaken for a live or complete one.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"No run folder at {run_dir}; list runs with `python -m distill_core runs`")
+    info = RunInfo(run_id=run_dir.name, path=run_dir, status="unknown")
+    try:
+        st = read_json(run_dir / STATUS_FILE)
+        info.status, info.stage, info.error = st.get("status", "unknown"), st.get("stage"), st.get("error")
+        if info.status == "running" and st.get("host") == socket.gethostname() and st.get("pid"):
+            if not _pid_alive(int(st["pid"])):
+                info.status = "failed"
+                info.error = f"interrupted during stage {info.stage!r} (training process {st['pid']} is gone)"
+    except RunError as e:
+        info.status, info.error = "failed", str(e)
+    try:
+        info.config = read_json(run_dir / CONFIG_FILE)
+    except RunError as e:
+        if info.status == "complete":
+            info.status = "failed"
+        info.error = info.error or str(e)
+    if (run_dir / RESULTS_FILE).exists():
+        try:
+            info.results = read_json(run_dir / RESULTS_FILE)
+        except RunError as e:
+            info.error = info.error or str(e)
+    return info
+
+
+def list_runs(root: Path | None = None) -> list[RunInfo]:
+    """All run folders under ``root`` (default ``runs_dir()``), newest first; hidden/temp folders skipped."""
+    root = Path(root) if root else runs_dir()
+    if not root.is_dir():
+        return []
+    runs = [load_run(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(runs, key=lambda r: r.run_id, reverse=True)
+
+
+def resolve_run(ref: str | Path, root: Path | None = None) -> Path:
+    """A run id (under ``root``) or a path to a run folder."""
+    p = Path(ref).expanduser()
+    if p.is_dir():
+        return p.resolve()
+    cand = (Path(root) if root else runs_dir()) / str(ref)
+    if cand.is_dir():
+        return cand.resolve()
+    raise RunError(f"No run {ref!r}: not a folder, and not a run id under {cand.parent}. "
+                   "List runs with `python -m distill_core runs`.")
+
+
+def read_metrics(run_dir: Path, kind: str, split: str) -> "Any":
+    """Return the ``<kind>_<split>.csv`` log (split: ``train`` or ``val``) as a DataFrame.
+
+    A missing file raises RunError; a trailing half-written line (a run killed mid-write) is dropped.
+    """
+    import pandas as pd
+
+    path = Path(run_dir) / f"{kind}_{split}.csv"
+    if not path.is_file():
+        raise RunError(f"{path.name} is missing: the {kind} model has not been trained in this run (yet)")
+    try:
+        df = pd.read_csv(path, on_bad_lines="skip")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise RunError(f"{path.name} could not be parsed ({e}); the file is corrupt") from e
+    if "step" not in df.columns:
+        raise RunError(f"{path.name} has no 'step' column; the file is corrupt (columns: {list(df.columns)})")
+    # Coerce to numbers; a row cut off mid-write becomes NaN and is dropped.
+    df = df.apply(pd.to_numeric, errors="coerce").dropna(subset=["step"])
+    return df.reset_index(drop=True)
+
+
+def iter_model_dirs(run_dir: Path, kinds: Iterable[str] = MODEL_KINDS) -> Iterable[tuple[str, Path]]:
+    for k in kinds:
+        if has_model(run_dir, k):
+            yield k, Path(run_dir) / k
