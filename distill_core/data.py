@@ -10,8 +10,10 @@ source called them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,10 +95,42 @@ def resolve_dataset(cfg: DataConfig) -> str:
     return HUB_NAMES.get(name, name)
 
 
+def _folder_cache_dir(folder: Path) -> str:
+    """A datasets cache folder keyed by the folder's files (path, size, mtime).
+
+    datasets 5 caches a hub-layout folder with a README card under its folder name and reuses that cache
+    for another folder of the same name, or for edited files: stale rows, silently. Keying the cache on the
+    files themselves makes every distinct content load afresh (and tokenisation caches follow it).
+    """
+    h = hashlib.blake2b(digest_size=8)
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    h.update(str(folder.resolve()).encode())
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "distill_lens" / f"{folder.name}-{h.hexdigest()}")
+
+
 def _load_raw(source: str, cfg: DataConfig) -> DatasetDict:
     try:
-        ds = datasets.load_dataset(source)
+        if Path(source).is_dir():
+            ds = datasets.load_dataset(source, cache_dir=_folder_cache_dir(Path(source)))
+        else:
+            ds = datasets.load_dataset(source)
     except Exception as e:  # noqa: BLE001 - datasets raises many types; all mean "could not load"
+        chain = f"{e} {e.__cause__} {e.__context__}"
+        empty = re.search(r'Instruction "(\w+)" corresponds to no data', chain)
+        bad_label = re.search(r"Class label (-?\d+) greater than configured num_classes (\d+)", chain)
+        if bad_label:
+            raise DataError(f"A split of {source} has label id {bad_label.group(1)}, outside the declared names "
+                            f"(ids 0..{int(bad_label.group(2)) - 1} in the README card). Fix the labels or the "
+                            "card's class_label names.") from e
+        if empty:
+            raise DataError(f"Split {empty.group(1)!r} has 0 rows in {source}. Remove its file (and its "
+                            "entry in the README card), or fill it, and try again.") from e
+        if Path(source).is_dir():
+            raise DataError(f"Could not read the dataset folder {source}: {type(e).__name__}: {e}\nFix: the "
+                            "folder needs one CSV/Parquet file per split (train.csv, test.csv, ...) and, "
+                            "optionally, a README.md card declaring the splits and label names.") from e
         where = f"data dir {data_dir(cfg)}" if data_dir(cfg) else "no data dir set"
         raise DataError(
             f"Could not load dataset {cfg.dataset!r} (tried {source!r}; {where}): {type(e).__name__}: {e}\n"
