@@ -130,6 +130,10 @@ def _setup_logging(verbose: bool) -> None:
                         datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    import transformers
+
+    # A fresh classification head is expected; its "missing keys" load report is noise here.
+    transformers.logging.set_verbosity_error()
 
 
 def cmd_train(args) -> int:

@@ -228,6 +228,14 @@ def _normalise(ds: DatasetDict, cfg: DataConfig) -> tuple[DatasetDict, list[str]
     return DatasetDict(out), names, text_col, label_col
 
 
+def _unlabelled(split: Dataset, cfg: DataConfig) -> bool:
+    cols = split.column_names
+    col = cfg.label_column or next((c for c in LABEL_COLUMNS if c in cols), None)
+    if col is None or col not in cols or not isinstance(split.features[col], ClassLabel) or len(split) == 0:
+        return False
+    return all(v == -1 for v in split[col])
+
+
 def _carve(train: Dataset, fraction: float, seed: int, what: str) -> tuple[Dataset, Dataset]:
     if not 0 < fraction < 1:
         raise DataError(f"The dataset has no {what} split and the {what} fraction is {fraction}; "
@@ -257,10 +265,17 @@ def load_splits(cfg: DataConfig, seed: int = 42) -> Splits:
     raw = _load_raw(source, cfg)
     aliases = {"valid": "validation", "val": "validation", "dev": "validation"}
     raw = DatasetDict({aliases.get(k, k): v for k, v in raw.items()})
+    # Other splits (IMDB's "unsupervised", ...) play no part.
+    raw = DatasetDict({k: v for k, v in raw.items() if k in ("train", "validation", "test")})
+    notes: list[str] = []
+    for name in [k for k in ("validation", "test") if k in raw]:
+        if _unlabelled(raw[name], cfg):
+            # The hub's GLUE-style test splits carry label -1 everywhere: treat them as absent.
+            del raw[name]
+            notes.append(f"{name} split has no labels (all -1) and was replaced by a carve from train")
     if "train" not in raw:
         raise DataError(f"Dataset {source!r} has no 'train' split (splits: {list(raw)}).")
     ds, names, text_col, label_col = _normalise(raw, cfg)
-    notes: list[str] = []
     train = ds["train"]
     if "test" in ds:
         test = ds["test"]

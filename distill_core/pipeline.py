@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from accelerate.utils import set_seed
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, set_seed
 from datasets import DatasetDict
 from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
@@ -28,8 +29,9 @@ from .data import Splits, load_splits, make_loader, padding_efficiency, tokenize
 from .models import ModelError, build_student, describe, load_teacher, load_tokenizer, num_parameters
 from .runs import (
     CONFIG_FILE, KD_COLUMNS, PREDICTIONS_FILE, RESULTS_FILE, TRAIN_COLUMNS, VAL_COLUMNS, CsvLog, RunError,
-    atomic_dir, has_model, new_run_id, read_json, resolve_run, set_status, write_json_atomic,
+    atomic_dir, has_model, new_run_id, read_json, resolve_run, write_json_atomic,
 )
+from .runs import set_status as write_status
 from .training import (
     LoopSettings, cross_entropy_objective, kd_objective, make_accelerator, predict_logits, train,
 )
@@ -135,16 +137,32 @@ def run_pipeline(cfg: RunConfig) -> Path:
         raise ValueError(f"Unknown model(s) {sorted(unknown)}; choose from {list(MODEL_KINDS)}")
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
+    # Under `accelerate launch` every process runs this function; only the main one writes files.
+    state = PartialState()
+    is_main = state.is_main_process
     root = cfg.runs_root()
-    root.mkdir(parents=True, exist_ok=True)
     run_id = cfg.run_id or new_run_id(cfg.data.dataset, cfg.preset)
+    if state.num_processes > 1:
+        run_id = broadcast_object_list([run_id])[0]  # the main process's clock names the run
     run_dir = root / run_id
-    if run_dir.exists():
-        raise RunError(f"Run folder {run_dir} already exists; choose another --run-id")
-    run_dir.mkdir()
+    if is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        if run_dir.exists():
+            raise RunError(f"Run folder {run_dir} already exists; choose another --run-id")
+        run_dir.mkdir()
+    state.wait_for_everyone()
     cfg.run_id = run_id
     stage = "data"
-    set_status(run_dir, "running", stage)
+
+    def set_status(status: str, stage: str | None, error: str | None = None) -> None:
+        if is_main:
+            write_status(run_dir, status, stage, error)
+
+    def write_meta() -> None:
+        if is_main:
+            write_json_atomic(run_dir / CONFIG_FILE, meta)
+
+    set_status("running", stage)
     try:
         teacher_src = _teacher_source(cfg, root)
         splits = load_splits(cfg.data, seed=cfg.train.seed)
@@ -155,7 +173,7 @@ def run_pipeline(cfg: RunConfig) -> Path:
         env["mixed_precision"] = accelerator.mixed_precision
         meta = {**cfg.to_dict(), "dataset_info": splits.info(), "environment": env, "architectures": {},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        write_json_atomic(run_dir / CONFIG_FILE, meta)
+        write_meta()
 
         def loader(split: str, train_order: bool, ds=None):
             bs = cfg.train.batch_size if train_order else cfg.train.eval_batch_size
@@ -169,29 +187,33 @@ def run_pipeline(cfg: RunConfig) -> Path:
         def fit(kind: str, model, objective, train_dl) -> None:
             nonlocal stage
             stage = kind
-            set_status(run_dir, "running", stage)
+            set_status("running", stage)
             meta["architectures"][kind] = describe(model)
-            write_json_atomic(run_dir / CONFIG_FILE, meta)
-            cb = CsvCallback(run_dir, kind)
+            write_meta()
+            callbacks = [CsvCallback(run_dir, kind)] if is_main else []
             try:
-                res = train(model, train_dl, val_loader, objective, _loop_settings(cfg, kind), accelerator, [cb])
+                res = train(model, train_dl, val_loader, objective, _loop_settings(cfg, kind), accelerator, callbacks)
             finally:
-                cb.close()
+                for cb in callbacks:
+                    cb.close()
             model = accelerator.unwrap_model(model)
             timings[kind] = {"train_time_s": round(res.elapsed_s, 2), "train_samples_per_s": round(res.samples_per_s, 2),
                              "steps": res.steps}
             logger.info("%s: %d steps in %.0f s (%.1f samples/s)", kind, res.steps, res.elapsed_s, res.samples_per_s)
-            if accelerator.is_main_process:
+            if is_main:
                 save_model(model, tokenizer, run_dir, kind, cfg.data.max_length)
+            accelerator.wait_for_everyone()
             accelerator.free_memory()
 
         # ---- teacher
         teacher = None
         if teacher_src is not None:
             stage = "teacher"
-            _copy_teacher(teacher_src, run_dir, splits.label_names)
+            if is_main:
+                _copy_teacher(teacher_src, run_dir, splits.label_names)
+            accelerator.wait_for_everyone()
             meta["architectures"]["teacher"] = {**_describe_saved(run_dir / "teacher"), "from_run": str(teacher_src.parent)}
-            write_json_atomic(run_dir / CONFIG_FILE, meta)
+            write_meta()
         elif "teacher" in models:
             set_seed(cfg.train.seed)
             teacher = load_teacher(cfg.model.teacher, splits.label_names)
@@ -203,7 +225,7 @@ def run_pipeline(cfg: RunConfig) -> Path:
                 raise ModelError("The distilled student needs a teacher: include 'teacher' in --models, "
                                  "or reuse one with --teacher-from RUN")
             stage = "teacher_logits"
-            set_status(run_dir, "running", stage)
+            set_status("running", stage)
             from transformers import AutoModelForSequenceClassification
 
             teacher = AutoModelForSequenceClassification.from_pretrained(run_dir / "teacher", attn_implementation="eager")
@@ -229,14 +251,16 @@ def run_pipeline(cfg: RunConfig) -> Path:
             fit("baseline", baseline, cross_entropy_objective, train_loader)
 
         stage = "evaluate"
-        set_status(run_dir, "running", stage)
-        evaluate_run(run_dir, splits=splits, timings=timings)
-        set_status(run_dir, "complete", "done")
+        set_status("running", stage)
+        if is_main:
+            evaluate_run(run_dir, splits=splits, timings=timings)
+        set_status("complete", "done")
         logger.info("Run complete: %s", run_dir)
         return run_dir
     except BaseException as e:
         msg = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
-        set_status(run_dir, "failed", stage, msg)
+        if run_dir.is_dir():
+            set_status("failed", stage, msg)
         raise
 
 

@@ -157,3 +157,14 @@ def test_same_folder_name_different_content_is_not_served_from_a_stale_cache(tmp
     # An edited file is picked up too.
     make_texts(60, 2).to_csv(a / "train.csv", index=False)
     assert len(load_splits(_cfg(a)).train) == 54
+
+
+def test_unlabelled_test_split_is_replaced_by_a_carve(tmp_path):
+    """GLUE-style hub test splits carry label -1 everywhere; they are dropped, not an error."""
+    test = make_texts(12, 1)
+    test["label"] = -1
+    d = write_hub_folder(tmp_path / "glue", {"train": make_texts(80, 0), "test": test,
+                                             "unsupervised": make_texts(4, 2).assign(label=-1)})
+    s = load_splits(_cfg(d, test_fraction=0.25))
+    assert len(s.test) == 20 and set(s.test["label"]) <= {0, 1, 2, 3}
+    assert any("no labels" in n for n in s.notes)
