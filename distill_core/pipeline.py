@@ -26,7 +26,7 @@ from sklearn.metrics import classification_report, confusion_matrix, f1_score
 from . import __version__
 from .config import MODEL_KINDS, RunConfig
 from .data import Splits, load_splits, make_loader, padding_efficiency, tokenize_splits
-from .models import ModelError, build_student, describe, load_teacher, load_tokenizer, num_parameters
+from .models import ModelError, build_student, default_layer_map, describe, load_teacher, load_tokenizer, num_parameters
 from .runs import (
     CONFIG_FILE, KD_COLUMNS, PREDICTIONS_FILE, RESULTS_FILE, TRAIN_COLUMNS, VAL_COLUMNS, CsvLog, RunError,
     atomic_dir, has_model, new_run_id, read_json, resolve_run, write_json_atomic,
@@ -239,7 +239,9 @@ def run_pipeline(cfg: RunConfig) -> Path:
                 train_ds = tok["train"].add_column("teacher_logits", lg.tolist())
             set_seed(cfg.train.seed)
             student = build_student(cfg.model, splits.label_names)
-            layer_map = getattr(student.config, "distill_layer_map", None)
+            # A built student knows its map; a pretrained one is aligned every other layer (or --layer-map).
+            layer_map = (getattr(student.config, "distill_layer_map", None) or cfg.model.layer_map
+                         or default_layer_map(teacher.config.num_hidden_layers, student.config.n_layers))
             objective = kd_objective(kd.temperature, kd.alpha, teacher, kd.hidden_weight, layer_map)
             fit("student", student, objective, loader("train", True, train_ds))
             del teacher

@@ -1,0 +1,98 @@
+"""The one training loop: objectives, schedules, callbacks."""
+
+import pytest
+import torch
+from datasets import Dataset
+
+from distill_core.data import make_loader
+from distill_core.models import build_student_from_teacher, tiny_teacher
+from distill_core.training import (
+    LoopSettings, cross_entropy_objective, kd_objective, make_accelerator, predict_logits, train,
+)
+
+LABELS = ["x", "y"]
+
+
+class Recorder:
+    def __init__(self):
+        self.steps, self.evals = [], []
+
+    def on_step(self, row):
+        self.steps.append(row)
+
+    def on_eval(self, row):
+        self.evals.append(row)
+
+
+@pytest.fixture()
+def loaders(tokenizer):
+    texts = ["the team won the cup ."] * 12 + ["stocks and shares fell in the market today ."] * 12
+    ds = Dataset.from_dict({"text": texts, "label": [0] * 12 + [1] * 12})
+    ds = ds.map(lambda b: {**tokenizer(b["text"]), "length": [len(tokenizer(t)["input_ids"]) for t in b["text"]]},
+                batched=True).remove_columns(["token_type_ids"])
+    return (make_loader(ds, tokenizer, 4, shuffle=True, seed=0), make_loader(ds, tokenizer, 8, shuffle=False), ds)
+
+
+def test_teacher_learns_a_separable_task(loaders, tokenizer):
+    train_dl, val_dl, _ = loaders
+    torch.manual_seed(0)
+    model = tiny_teacher(tokenizer.vocab_size, LABELS, hidden_dropout_prob=0.0)
+    rec = Recorder()
+    res = train(model, train_dl, val_dl, cross_entropy_objective,
+                LoopSettings(epochs=4, learning_rate=3e-3, warmup_ratio=0.0), make_accelerator(cpu=True), [rec])
+    assert res.steps == 24 and len(rec.steps) == 24
+    assert len(rec.evals) == 4  # one per epoch
+    assert rec.evals[-1]["val_accuracy"] == 1.0
+    assert rec.steps[-1]["train_loss"] < rec.steps[0]["train_loss"]
+
+
+def test_fractional_epochs_and_eval_every(loaders, tokenizer):
+    train_dl, val_dl, _ = loaders
+    rec = Recorder()
+    res = train(tiny_teacher(tokenizer.vocab_size, LABELS), train_dl, val_dl, cross_entropy_objective,
+                LoopSettings(epochs=0.5, eval_every=2), make_accelerator(cpu=True), [rec])
+    assert res.steps == 3
+    assert [e["step"] for e in rec.evals] == [2, 3]
+
+
+def test_exponential_schedule_decays_every_n_batches(loaders, tokenizer):
+    train_dl, _, _ = loaders
+    rec = Recorder()
+    train(tiny_teacher(tokenizer.vocab_size, LABELS), train_dl, None, cross_entropy_objective,
+          LoopSettings(epochs=2, learning_rate=1e-3, scheduler="exponential", gamma=0.5, gamma_every=5),
+          make_accelerator(cpu=True), [rec])
+    lrs = [r["learning_rate"] for r in rec.steps]
+    assert lrs[3] == pytest.approx(1e-3) and lrs[4] == pytest.approx(5e-4) and lrs[9] == pytest.approx(2.5e-4)
+
+
+def test_kd_with_precomputed_logits_matches_live_teacher(loaders, tokenizer):
+    """Caching the frozen teacher's logits gives the same loss as a teacher forward pass per step."""
+    _, val_dl, ds = loaders
+    teacher = tiny_teacher(tokenizer.vocab_size, LABELS).eval()
+    logits, _ = predict_logits(teacher, val_dl)
+    cached = make_loader(ds.add_column("teacher_logits", logits.tolist()), tokenizer, 8, shuffle=False)
+    student = build_student_from_teacher(teacher, LABELS).eval()
+    live = kd_objective(2.0, 0.5, teacher=teacher)
+    pre = kd_objective(2.0, 0.5)
+    for b_live, b_pre in zip(val_dl, cached):
+        a, _ = live(student, b_live)
+        b, _ = pre(student, b_pre)
+        torch.testing.assert_close(a.loss, b.loss, atol=1e-5, rtol=1e-5)
+
+
+def test_hidden_state_loss_is_added_when_weighted(loaders, tokenizer):
+    train_dl, _, _ = loaders
+    teacher = tiny_teacher(tokenizer.vocab_size, LABELS, num_hidden_layers=4).eval()
+    student = build_student_from_teacher(teacher, LABELS)
+    rec = Recorder()
+    layer_map = student.config.distill_layer_map  # [0, 2]
+    train(student, train_dl, None, kd_objective(2.0, 0.5, teacher, hidden_weight=1.0, layer_map=layer_map),
+          LoopSettings(epochs=0.5), make_accelerator(cpu=True), [rec])
+    assert all(r["hidden_loss"] >= 0 for r in rec.steps)
+    r = rec.steps[0]
+    assert r["train_loss"] == pytest.approx(0.5 * r["kd_loss"] + 0.5 * r["ce_loss"] + r["hidden_loss"], rel=1e-4)
+
+
+def test_hidden_loss_needs_teacher_and_map():
+    with pytest.raises(ValueError, match="hidden-state"):
+        kd_objective(2.0, 0.5, teacher=None, hidden_weight=1.0)
