@@ -57,9 +57,9 @@ def label_maps(label_names: list[str]) -> dict:
 
 def _from_pretrained_error(name: str, e: Exception) -> ModelError:
     return ModelError(
-        f"Could not load model {name!r}: {e}. If it is a hub name, this machine needs internet access "
-        "(or a local copy: pass its folder); offline, use the default teacher (--teacher "
-        f"{PACKAGED_TEACHER})."
+        f"Could not load model {name!r}: {e}\nFix: a hub name needs internet access (or pass a local folder "
+        "holding the checkpoint); offline, leave --teacher and --student unset to use the packaged "
+        "all-MiniLM-L6-v2 teacher and a student built from it."
     )
 
 
@@ -71,26 +71,23 @@ def load_tokenizer(name_or_path: str):
         raise _from_pretrained_error(name_or_path, e) from e
 
 
-def load_teacher(name_or_path: str, label_names: list[str]) -> PreTrainedModel:
-    """A sequence classifier from a BERT-family checkpoint, with a fresh head for ``label_names``."""
-    path = resolve_model_path(name_or_path)
+def _load_classifier(model_cls, name_or_path: str, label_names: list[str]) -> PreTrainedModel:
+    """``model_cls.from_pretrained`` with a fresh head for ``label_names``; load errors say how to fix them."""
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, attn_implementation="eager", **label_maps(label_names)
-        )
+        return model_cls.from_pretrained(resolve_model_path(name_or_path), attn_implementation="eager",
+                                         **label_maps(label_names))
     except (OSError, ValueError) as e:
         raise _from_pretrained_error(name_or_path, e) from e
-    return model
+
+
+def load_teacher(name_or_path: str, label_names: list[str]) -> PreTrainedModel:
+    """A sequence classifier from a BERT-family checkpoint, with a fresh head for ``label_names``."""
+    return _load_classifier(AutoModelForSequenceClassification, name_or_path, label_names)
 
 
 def load_pretrained_student(name_or_path: str, label_names: list[str]) -> DistilBertForSequenceClassification:
-    try:
-        model = DistilBertForSequenceClassification.from_pretrained(
-            name_or_path, attn_implementation="eager", **label_maps(label_names)
-        )
-    except (OSError, ValueError) as e:
-        raise _from_pretrained_error(name_or_path, e) from e
-    return model
+    """A pretrained DistilBERT (``distilbert-base-uncased`` or a path), with a fresh head."""
+    return _load_classifier(DistilBertForSequenceClassification, name_or_path, label_names)
 
 
 def default_layer_map(teacher_layers: int, student_layers: int | None = None) -> list[int]:
