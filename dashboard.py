@@ -1,0 +1,97 @@
+"""distill-lens dashboard: is the distilled student good enough to ship, and what does distillation keep?
+
+    streamlit run dashboard.py                       # reads runs from artifacts/runs
+    DISTILL_RUNS_DIR=/data/runs streamlit run dashboard.py
+
+This file is the router and the frame around every page: the sidebar run picker (its choice lives in
+``st.session_state`` and so follows you across pages), the run's details, and ``st.navigation`` over the
+pages in ``pages/``. With no run yet, the only page is the welcome page that starts one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from distill_core import ui
+
+ROOT = Path(__file__).resolve().parent
+PAGES = ROOT / "pages"
+PICKER_KEY = "run_picker"  # the sidebar selectbox's widget key
+
+
+def run_picker_ui(runs) -> None:
+    """The run picker, defaulting to the newest complete run.
+
+    The choice lives in ``st.session_state[ui.RUN_KEY]``, a plain key rather than the widget's own, because
+    Streamlit forgets a widget's state on any run that does not draw it; a plain key survives page changes.
+    """
+    ids = [r.run_id for r in runs]
+    if st.session_state.get(ui.RUN_KEY) not in ids:
+        # First visit, or the picked run was deleted: the newest complete run.
+        st.session_state[ui.RUN_KEY] = ui.default_run_id(runs)
+    st.session_state[PICKER_KEY] = st.session_state[ui.RUN_KEY]
+    labels = {r.run_id: ui.run_label(r) for r in runs}
+    st.sidebar.selectbox("Run", ids, key=PICKER_KEY, format_func=labels.get, on_change=_picked,
+                         help="Complete runs, and runs still training (marked so). Newest first.")
+
+
+def _picked() -> None:
+    st.session_state[ui.RUN_KEY] = st.session_state[PICKER_KEY]
+
+
+def run_details_ui() -> None:
+    run = ui.selected_run()
+    if run is None:
+        return
+    if run.status == "running":
+        st.sidebar.info(f"This run is still training (stage {run.stage}). Pages show what it has written so far.",
+                        icon=":material/hourglass_top:")
+    elif run.status != "complete":
+        st.sidebar.error(f"This run {run.status}: {run.error}")
+    with st.sidebar.expander("Run details", icon=":material/info:"):
+        st.markdown(ui.run_details_markdown(run))
+
+
+def failed_toggle_ui() -> None:
+    """Failed or interrupted runs are hidden unless asked for (they rarely have every model)."""
+    if ui.failed_runs():
+        st.sidebar.toggle("Show failed runs", key="show_failed",
+                          help="Runs that crashed or were interrupted; pages show what they left behind.")
+
+
+def pages(have_runs: bool) -> list:
+    welcome = st.Page(PAGES / "welcome.py", title="Welcome" if not have_runs else "Train a run",
+                      icon=":material/rocket_launch:", url_path="welcome", default=not have_runs)
+    if not have_runs:
+        return [welcome]
+    found = [
+        st.Page(PAGES / "overview.py", title="Overview", icon=":material/table_chart:", url_path="overview", default=True),
+        st.Page(PAGES / "training_curves.py", title="Training curves", icon=":material/show_chart:",
+                url_path="training_curves"),
+        st.Page(PAGES / "live_classification.py", title="Live classification", icon=":material/edit_note:",
+                url_path="live_classification"),
+        st.Page(PAGES / "attention.py", title="Attention", icon=":material/grid_on:", url_path="attention"),
+    ]
+    # The benchmark page is written separately; the app works before it exists.
+    if (PAGES / "performance.py").is_file():
+        found.append(st.Page(PAGES / "performance.py", title="Performance", icon=":material/speed:",
+                             url_path="performance"))
+    return found + [welcome]
+
+
+def main() -> None:
+    st.set_page_config(page_title="distill-lens", page_icon=":material/school:", layout="wide")
+    ui.limit_inference_threads()
+    # The toggle is drawn below the picker but decides what the picker lists: read its state first.
+    runs = ui.available_runs(include_failed=st.session_state.get("show_failed", False))
+    if runs:
+        run_picker_ui(runs)
+        run_details_ui()
+    failed_toggle_ui()
+    st.navigation(pages(bool(runs))).run()
+
+
+if __name__ == "__main__":  # streamlit runs this file as __main__
+    main()

@@ -1,0 +1,123 @@
+"""Overview: the teacher, the distilled student and the baseline student on the test set, side by side.
+
+Is the student good enough to ship? Accuracy kept (% of the teacher), size kept, per-class F1, and the
+speed figures when the run has been benchmarked (``python -m distill_core bench RUN``).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from distill_core import ui
+from distill_core.config import MODEL_KINDS, MODEL_TITLES
+
+PERCENT_COLUMNS = ("Test accuracy", "Agreement with teacher")  # fractions in the table, % on screen
+COLUMN_FORMATS = {
+    "Test accuracy": st.column_config.NumberColumn(format="%.1f%%"),
+    "Macro-F1": st.column_config.NumberColumn(format="%.3f"),
+    "Parameters": st.column_config.NumberColumn(format="compact"),
+    "Size on disk (MB)": st.column_config.NumberColumn("Size (MB)", format="%.1f", help="Model folder on disk"),
+    "Accuracy retention (% of teacher)": st.column_config.NumberColumn("Accuracy retention", format="%.1f%%",
+                                                                      help="Test accuracy as a share of the teacher's"),
+    "Size (% of teacher)": st.column_config.NumberColumn("Size vs teacher", format="%.0f%%"),
+    "Agreement with teacher": st.column_config.NumberColumn(
+        "Agrees with teacher", format="%.1f%%", help="Test examples where the model predicts what the teacher predicts"),
+    "Train time (s)": st.column_config.NumberColumn("Train (s)", format="%.0f"),
+    "Latency p50 (ms)": st.column_config.NumberColumn("p50 latency (ms)", format="%.1f",
+                                                     help="Median-length text, batch of one (bench.json)"),
+    "Speed-up vs teacher": st.column_config.NumberColumn("Speed-up", format="%.2f×", help="Teacher latency / this model's"),
+    "Throughput (texts/s)": st.column_config.NumberColumn(format="%.0f"),
+}
+
+
+def headline_ui(table) -> None:
+    """The answer first: how much of the teacher the distilled student keeps, at what size."""
+    if "student" not in table.index or "teacher" not in table.index:
+        return
+    s, t = table.loc["student"], table.loc["teacher"]
+    if s[["Test accuracy", "Accuracy retention (% of teacher)", "Size (% of teacher)"]].isna().any():
+        return  # a half-written results.json: the table below shows what there is
+    cols = st.columns(4)
+    cols[0].metric("Distilled student accuracy", f"{s['Test accuracy']:.1%}",
+                   f"{(s['Test accuracy'] - t['Test accuracy']) * 100:+.1f} pts vs teacher")
+    cols[1].metric("Accuracy retention", f"{s['Accuracy retention (% of teacher)']:.1f}%")
+    cols[2].metric("Size on disk vs teacher", f"{s['Size (% of teacher)']:.0f}%",
+                   f"{s['Parameters'] / t['Parameters']:.2f}× the parameters", delta_color="off")
+    if "baseline" in table.index:
+        b = table.loc["baseline"]
+        cols[3].metric("Distillation vs no teacher", f"{(s['Test accuracy'] - b['Test accuracy']) * 100:+.1f} pts",
+                       "student minus baseline accuracy", delta_color="off")
+
+
+def display_table(table):
+    """Shares as percentages with one decimal (the CSV download keeps fractions); empty columns dropped."""
+    shown = table.drop(columns=[c for c in table.columns if table[c].isna().all()])
+    for col in PERCENT_COLUMNS:
+        if col in shown:
+            shown[col] = shown[col] * 100
+    return shown
+
+
+def table_ui(run) -> None:
+    bench = None
+    try:
+        bench = ui.bench(run.path)
+    except ui.RunError as e:
+        st.warning(f"bench.json is unreadable, speed columns left out: {e}")
+    table = ui.overview_table(run.results, bench)
+    headline_ui(table)
+    st.subheader("Models on the test set")
+    rows = run.results.get("test_rows")
+    st.caption(f"{rows:,} test examples." if rows else "")
+    st.dataframe(display_table(table), hide_index=True, column_config=COLUMN_FORMATS, width="stretch")
+    if bench is None:
+        st.caption("Latency and speed-up appear here once the run is benchmarked: "
+                   f"`python -m distill_core bench {run.run_id}`.")
+    st.download_button("Download table (CSV)", table.to_csv().encode(), f"{run.run_id}_overview.csv", "text/csv",
+                       on_click="ignore", icon=":material/download:")
+    st.plotly_chart(ui.overview_figure(table), width="stretch", key="overview_bars")
+
+
+def per_class_ui(run) -> None:
+    st.subheader("Per-class F1")
+    f1 = ui.per_class_f1(run.results)
+    left, right = st.columns([3, 2])
+    left.plotly_chart(ui.per_class_figure(f1), width="stretch", key="per_class_bars")
+    right.dataframe(f1, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in f1.columns},
+                    width="stretch")
+    models = run.results.get("models", {})
+    with st.expander("Confusion matrices"):
+        cols = st.columns(len(models) or 1)
+        for col, kind in zip(cols, [k for k in MODEL_KINDS if k in models]):
+            if models[kind].get("confusion_matrix"):
+                col.plotly_chart(ui.confusion_figure(models[kind]["confusion_matrix"], run.label_names,
+                                                     MODEL_TITLES[kind]), width="stretch", key=f"cm_{kind}")
+
+
+def config_ui(run) -> None:
+    with st.expander("Run configuration (config.json)"):
+        st.json(run.config, expanded=1)
+
+
+def main() -> None:
+    st.title("Overview")
+    run = ui.selected_run()
+    if run is None:
+        st.info("Pick a run in the sidebar.")
+        return
+    if run.results is None:
+        if run.status == "running":
+            st.info(f"Run `{run.run_id}` is still training (stage {run.stage}); its test results appear here "
+                    "when it finishes. Follow it on **Training curves**.", icon=":material/hourglass_top:")
+        else:
+            st.error(f"Run `{run.run_id}` has no readable results.json ({run.error or 'not evaluated'}). "
+                     f"Re-create it with `python -m distill_core evaluate {run.run_id}`.")
+    else:
+        with ui.friendly_errors("Results"):
+            table_ui(run)
+            per_class_ui(run)
+    config_ui(run)
+
+
+if __name__ == "__main__":
+    main()
