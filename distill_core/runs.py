@@ -7,7 +7,7 @@
         <model>_val.csv        one row per evaluation (appended while training)
         teacher/ student/ baseline/   save_pretrained folders (config, tokenizer, model.safetensors)
         results.json           test metrics per model, teacher-student agreement
-        predictions.parquet    one row per test example: text, label, <model>_prob_<i>
+        predictions.parquet    one row per test example: text, label, label_name, <model>_pred, <model>_probs (list)
         bench.json             speed/size figures (python -m distill_core bench)
 
 Everything except the CSVs appears only when whole: it is written to a temporary name, then renamed.
