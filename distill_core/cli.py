@@ -143,7 +143,8 @@ def cmd_train(args) -> int:
     cfg = config_from_args(args)
     if args.unless_complete:
         done = [r for r in list_runs(cfg.runs_root()) if r.status == "complete"
-                and r.config.get("preset") == cfg.preset and r.config.get("data", {}).get("dataset") == cfg.data.dataset]
+                and r.config.get("preset") == cfg.preset and r.config.get("data", {}).get("dataset") == cfg.data.dataset
+                and set(cfg.train.models) <= set(r.models)]
         if done:
             logger.info("A complete %s run on %s exists (%s); not training again.", cfg.preset, cfg.data.dataset, done[0].run_id)
             return 0

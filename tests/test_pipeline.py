@@ -177,3 +177,13 @@ def test_classic_preset_is_the_reports_setting():
     assert (cfg.model.teacher, cfg.model.student) == ("bert-base-uncased", "distilbert-base-uncased")
     assert (cfg.train.batch_size, cfg.train.learning_rate, cfg.data.max_length, cfg.train.epochs) == (64, 2e-5, 128, 1.0)
     assert cfg.data.dataset == "fancyzhx/ag_news"
+
+
+def test_unless_complete_skips_only_when_a_full_run_exists(tmp_path, tiny_run, dataset_dir, teacher_dir):
+    shutil.copytree(tiny_run, tmp_path / tiny_run.name)
+    args = train_args(dataset_dir, teacher_dir, tmp_path, "again", "--unless-complete")
+    assert main(args) == 0
+    assert not (tmp_path / "again").exists()  # the complete copy counts: nothing trained
+    shutil.rmtree(tmp_path / tiny_run.name / "baseline")  # a run missing a model does not count
+    assert main(args) == 0
+    assert load_run(tmp_path / "again").status == "complete"
