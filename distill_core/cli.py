@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -148,8 +149,14 @@ def cmd_train(args) -> int:
         if done:
             logger.info("A complete %s run on %s exists (%s); not training again.", cfg.preset, cfg.data.dataset, done[0].run_id)
             return 0
+    # `kill` (SIGTERM) ends training the way Ctrl-C does, so the run is marked failed, not left "running".
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     run_pipeline(cfg)
     return 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def format_runs_table(runs) -> str:

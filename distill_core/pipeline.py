@@ -260,7 +260,7 @@ def run_pipeline(cfg: RunConfig) -> Path:
         logger.info("Run complete: %s", run_dir)
         return run_dir
     except BaseException as e:
-        msg = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+        msg = f"interrupted ({e or 'Ctrl-C'})" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
         if run_dir.is_dir():
             set_status("failed", stage, msg)
         raise

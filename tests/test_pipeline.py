@@ -187,3 +187,26 @@ def test_unless_complete_skips_only_when_a_full_run_exists(tmp_path, tiny_run, d
     shutil.rmtree(tmp_path / tiny_run.name / "baseline")  # a run missing a model does not count
     assert main(args) == 0
     assert load_run(tmp_path / "again").status == "complete"
+
+
+def test_killed_training_marks_the_run_failed(tmp_path, dataset_dir, teacher_dir):
+    """SIGTERM mid-run: status.json says failed (interrupted) and no model folder is half-written."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = train_args(dataset_dir, teacher_dir, tmp_path, "killed", "--epochs", "400")
+    proc = subprocess.Popen([sys.executable, "-m", "distill_core", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    run = tmp_path / "killed"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "teacher_train.csv").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    st = json.loads((run / "status.json").read_text())
+    assert st["status"] == "failed" and "interrupted" in st["error"]
+    assert not (run / "teacher").exists()
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]
