@@ -1,0 +1,310 @@
+"""Figures and tables of a bench (``bench.json``) for the Performance page: pure functions of the dict.
+
+    bench = json.loads(Path("artifacts/runs/<run_id>/bench.json").read_text())
+    summary_table(bench)            # one row per model, every figure side by side (DataFrame)
+    latency_figure(bench)           # batch-1 latency bars with p95 whiskers, per length
+    tradeoff_figure(bench)          # accuracy against latency, one point per model
+
+Nothing here reads files or imports Streamlit; a missing section (no training comparison, no accuracy for
+random bert-base shapes) gives a figure without it, or None where the whole figure would be empty.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# The dashboard's model colours (as ``ui.MODEL_COLORS``), repeated so this module needs no Streamlit.
+COLORS = {"teacher": "#1f4e8c", "student": "#e8702a", "student_int8": "#c9a227"}
+LENGTHS = {"median_len": "median length", "max_len": "max length"}
+TRAINING = {"pipeline": ("Pipeline (length-grouped)", "#2a9d5c"),
+            "fixed_padding": ("Fixed padding to max_length", "#8c8c8c"),
+            "trainer": ("Trainer defaults", "#6a4c93")}
+MARGIN = dict(t=60, b=10, l=10, r=10)
+
+
+def _models(bench: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(k, m) for k, m in (bench.get("models") or {}).items() if isinstance(m, dict)]
+
+
+def _title(key: str, m: dict[str, Any]) -> str:
+    return str(m.get("title") or key)
+
+
+def _get(d: dict | None, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    return d
+
+
+def _tokens(bench: dict[str, Any], length: str) -> int | None:
+    s = bench.get("settings") or {}
+    return s.get("median_tokens") if length == "median_len" else s.get("max_length")
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def summary_table(bench: dict[str, Any]) -> pd.DataFrame:
+    """One row per model: size, latency (p50/p95) at both lengths, throughput, memory, accuracy, speed-up.
+
+    Returns:
+        DataFrame indexed by model key (``teacher``, ``student``, ``student_int8``), numeric columns.
+    """
+    models = _models(bench)
+    t_max = _get(bench, "models", "teacher", "latency_ms", "max_len", "p50")
+    t_med = _get(bench, "models", "teacher", "latency_ms", "median_len", "p50")
+    med, mx = _tokens(bench, "median_len"), _tokens(bench, "max_len")
+    rows = []
+    for key, m in models:
+        lat = m.get("latency_ms") or {}
+        rows.append({
+            "key": key,
+            "Model": _title(key, m),
+            "Parameters": m.get("parameters"),
+            "Size (MB)": m["size_bytes"] / 2**20 if m.get("size_bytes") else None,
+            f"p50 ms @{med} tok": _get(lat, "median_len", "p50"),
+            f"p95 ms @{med} tok": _get(lat, "median_len", "p95"),
+            f"p50 ms @{mx} tok": _get(lat, "max_len", "p50"),
+            f"p95 ms @{mx} tok": _get(lat, "max_len", "p95"),
+            "Speed-up vs teacher (median length)": t_med / _get(lat, "median_len", "p50")
+            if t_med and _get(lat, "median_len", "p50") else None,
+            "Speed-up vs teacher (max length)": t_max / _get(lat, "max_len", "p50") if t_max and _get(lat, "max_len", "p50") else None,
+            "Throughput (texts/s)": m.get("throughput_texts_per_s"),
+            "Load time (s)": m.get("load_time_s"),
+            "Peak memory (MB)": m.get("peak_rss_mb"),
+            "Test accuracy": m.get("accuracy"),
+            "Macro-F1": m.get("macro_f1"),
+            "GFLOP/s (max length)": _get(m, "gflops_per_s", "max_len"),
+        })
+    return pd.DataFrame(rows).set_index("key") if rows else pd.DataFrame()
+
+
+def targets_table(bench: dict[str, Any]) -> pd.DataFrame:
+    """The issue's targets: what, target, measured value, and whether it is met (``None``: not measured)."""
+    rows = []
+    for t in bench.get("targets") or []:
+        rows.append({"Target": t.get("what"), "Needed": t.get("target"), "Measured": t.get("value"),
+                     "Met": None if t.get("met") is None else ("yes" if t["met"] else "no")})
+    return pd.DataFrame(rows, columns=["Target", "Needed", "Measured", "Met"])
+
+
+def machine_caption(bench: dict[str, Any]) -> str:
+    """One line: where and how the figures were measured."""
+    m, s = bench.get("machine") or {}, bench.get("settings") or {}
+    parts = [f"{m.get('cpu_model', '?')}, {m.get('cores', '?')} cores, {m.get('torch_threads', '?')} torch threads",
+             f"torch {m.get('torch', '?')}, transformers {m.get('transformers', '?')}"]
+    if m.get("matmul_gflops"):
+        parts.append(f"fp32 matmul {m['matmul_gflops']:.0f} GFLOP/s")
+    parts.append(f"batch-1 p50/p95 over {s.get('repeats', '?')} runs after {s.get('warmup', '?')} warm-up, "
+                 f"tokenisation included; throughput at batch {s.get('batch_size', '?')} on {s.get('texts', '?')} test texts")
+    if bench.get("created"):
+        parts.append(f"measured {bench['created']}")
+    return " · ".join(parts)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def latency_figure(bench: dict[str, Any]) -> go.Figure:
+    """Batch-1 latency per model: p50 bars, whiskers up to p95, grouped by text length."""
+    fig = go.Figure()
+    for key, m in _models(bench):
+        x, y, up = [], [], []
+        for length, label in LENGTHS.items():
+            lat = _get(m, "latency_ms", length) or {}
+            if lat.get("p50") is None:
+                continue
+            x.append(f"{label}<br>({lat.get('tokens', _tokens(bench, length))} tokens)")
+            y.append(lat["p50"])
+            up.append(max(0.0, (lat.get("p95") or lat["p50"]) - lat["p50"]))
+        fig.add_trace(go.Bar(
+            x=x, y=y, name=_title(key, m), marker_color=COLORS.get(key, "#555"),
+            error_y=dict(type="data", symmetric=False, array=up, arrayminus=[0] * len(up), thickness=1.5),
+            text=[f"{v:.1f}" for v in y], textposition="inside",
+            hovertemplate="%{x}<br>p50 %{y:.2f} ms<extra>" + _title(key, m) + "</extra>"))
+    fig.update_layout(barmode="group", title="Latency per text, batch 1 (p50, whisker to p95)",
+                      yaxis_title="ms per text", height=380, margin=MARGIN, legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def throughput_figure(bench: dict[str, Any]) -> go.Figure:
+    """Texts per second at the bench's batch size."""
+    models = [(k, m) for k, m in _models(bench) if m.get("throughput_texts_per_s")]
+    y = [m["throughput_texts_per_s"] for _, m in models]
+    fig = go.Figure(go.Bar(x=[_title(k, m) for k, m in models], y=y, marker_color=[COLORS.get(k, "#555") for k, _ in models],
+                           text=[f"{v:.0f}" for v in y], textposition="outside",
+                           hovertemplate="%{x}<br>%{y:.1f} texts/s<extra></extra>"))
+    bs = _get(bench, "settings", "batch_size")
+    fig.update_layout(title=f"Throughput at batch {bs} on test texts", yaxis_title="texts / s", height=380, margin=MARGIN)
+    fig.update_yaxes(range=[0, max(y, default=1) * 1.15])
+    return fig
+
+
+def size_memory_figure(bench: dict[str, Any]) -> go.Figure:
+    """Size on disk (state dict for int8), peak resident memory of a fresh process, and its load time."""
+    models = _models(bench)
+    names = [_title(k, m) for k, m in models]
+    colors = [COLORS.get(k, "#555") for k, _ in models]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=["Size (MB)", "Peak memory of a process (MB)", "Load time (s)"],
+                        horizontal_spacing=0.08)
+    size = [m["size_bytes"] / 2**20 if m.get("size_bytes") else None for _, m in models]
+    fig.add_trace(go.Bar(x=names, y=size, marker_color=colors, showlegend=False,
+                         text=[f"{v:.1f}" if v else "" for v in size], textposition="outside"), 1, 1)
+    base = [m.get("rss_before_load_mb") for _, m in models]
+    peak = [m.get("peak_rss_mb") for _, m in models]
+    added = [p - b if p is not None and b is not None else None for p, b in zip(peak, base)]
+    fig.add_trace(go.Bar(x=names, y=base, marker_color="#d0d0d0", name="Python + torch before loading",
+                         hovertemplate="%{x}<br>%{y:.0f} MB before loading<extra></extra>"), 1, 2)
+    fig.add_trace(go.Bar(x=names, y=added, marker_color=colors, name="Model and inference",
+                         text=[f"{p:.0f}" if p else "" for p in peak], textposition="outside",
+                         hovertemplate="%{x}<br>+%{y:.0f} MB<extra></extra>", showlegend=False), 1, 2)
+    load = [m.get("load_time_s") for _, m in models]
+    fig.add_trace(go.Bar(x=names, y=load, marker_color=colors, showlegend=False,
+                         text=[f"{v:.2f}" if v else "" for v in load], textposition="outside"), 1, 3)
+    for col, values in ((1, size), (2, peak), (3, load)):
+        top = max((v for v in values if v), default=1)
+        fig.update_yaxes(range=[0, top * 1.2], row=1, col=col)
+    fig.update_layout(barmode="stack", height=380, margin=MARGIN, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def speedup_accuracy_figure(bench: dict[str, Any]) -> go.Figure:
+    """Speed-ups (p50 latency ratios) with the targets as markers, next to test accuracy per model."""
+    sp = bench.get("speedup") or {}
+    targets = {t["key"]: t["threshold"] for t in bench.get("targets") or [] if "threshold" in t}
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
+                        subplot_titles=["Speed-up (batch 1, p50 latency ratio)", "Test accuracy"])
+    pairs = [("student_vs_teacher", "student vs teacher", COLORS["student"]),
+             ("int8_vs_student", "int8 vs fp32 student", COLORS["student_int8"]),
+             ("int8_vs_teacher", "int8 vs teacher", "#7a6a2a")]
+    for name, label, color in pairs:
+        y = [sp.get(f"{name}_{length}") for length in LENGTHS]
+        if all(v is None for v in y):
+            continue
+        fig.add_trace(go.Bar(x=list(LENGTHS.values()), y=y, name=label, marker_color=color,
+                             text=[f"{v:.2f}×" if v else "" for v in y], textposition="outside",
+                             hovertemplate="%{x}: %{y:.2f}×<extra>" + label + "</extra>"), 1, 1)
+        target = targets.get(f"{name}_max_len")
+        if target:
+            fig.add_hline(y=target, line=dict(color=color, dash="dash", width=1.5), row=1, col=1)
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=color, dash="dash"),
+                                     name=f"target {label}, max length: {target:g}×"), 1, 1)
+    fig.add_hline(y=1.0, line=dict(color="#999", dash="dot"), row=1, col=1)
+    acc = [(k, m) for k, m in _models(bench) if m.get("accuracy") is not None]
+    if acc:
+        y = [m["accuracy"] for _, m in acc]
+        fig.add_trace(go.Bar(x=[_title(k, m) for k, m in acc], y=y, marker_color=[COLORS.get(k, "#555") for k, _ in acc],
+                             text=[f"{v:.1%}" for v in y], textposition="outside", showlegend=False,
+                             hovertemplate="%{x}<br>%{y:.2%}<extra></extra>"), 1, 2)
+        lo = min(y)
+        fig.update_yaxes(range=[max(0.0, lo - 0.1), min(1.0, max(y) + 0.05)], tickformat=".0%", row=1, col=2)
+    else:
+        fig.add_annotation(text="no accuracy (random weights)", showarrow=False, row=1, col=2, x=0.5, y=0.5,
+                           xref="x2 domain", yref="y2 domain")
+    fig.update_layout(barmode="group", height=400, margin=MARGIN, legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def tradeoff_figure(bench: dict[str, Any], length: str = "max_len") -> go.Figure | None:
+    """Test accuracy against batch-1 latency (p50, whisker to p95), one point per model; None without accuracy."""
+    pts = [(k, m) for k, m in _models(bench) if m.get("accuracy") is not None and _get(m, "latency_ms", length, "p50")]
+    if not pts:
+        return None
+    fig = go.Figure()
+    for i, (key, m) in enumerate(pts):
+        lat = m["latency_ms"][length]
+        fig.add_trace(go.Scatter(
+            x=[lat["p50"]], y=[m["accuracy"]], mode="markers+text", name=_title(key, m), text=[_title(key, m)],
+            textposition="top center" if i % 2 == 0 else "bottom center",  # neighbours' labels apart
+            marker=dict(size=16, color=COLORS.get(key, "#555")),
+            error_x=dict(type="data", symmetric=False, array=[max(0.0, lat.get("p95", lat["p50"]) - lat["p50"])],
+                         arrayminus=[0]),
+            hovertemplate=f"{_title(key, m)}<br>p50 %{{x:.2f}} ms<br>accuracy %{{y:.2%}}<extra></extra>"))
+    xs = [max(m["latency_ms"][length]["p50"], m["latency_ms"][length].get("p95") or 0) for _, m in pts]
+    ys = [m["accuracy"] for _, m in pts]
+    fig.update_layout(title=f"Accuracy against latency ({LENGTHS[length]}, {_tokens(bench, length)} tokens, batch 1) "
+                            "— up and left is better",
+                      xaxis_title="p50 latency (ms), whisker to p95", yaxis_title="test accuracy", height=420,
+                      margin=MARGIN, showlegend=False)
+    fig.update_xaxes(range=[0, max(xs) * 1.1])
+    fig.update_yaxes(tickformat=".1%", range=[min(ys) - 0.03, max(ys) + 0.03])
+    return fig
+
+
+def training_figure(bench: dict[str, Any]) -> go.Figure | None:
+    """Teacher training samples/s of the pipeline, fixed padding and Trainer's defaults, and the pipeline's
+    speed-up over each peer against its target (None if the comparison was not run)."""
+    t = bench.get("training_throughput")
+    if not t:
+        return None
+    pe = t.get("padding_efficiency") or {}
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.1,
+                        subplot_titles=["Samples / s (share of batch tokens that are real)", "Pipeline speed-up"])
+    names, values, colors = [], [], []
+    for key, (label, color) in TRAINING.items():
+        v = t.get(f"{key}_samples_per_s")
+        if v is not None:
+            names.append(f"{label}<br>{pe[key]:.0%} real tokens" if key in pe else label)
+            values.append(v)
+            colors.append(color)
+    fig.add_trace(go.Bar(x=names, y=values, marker_color=colors, text=[f"{v:.1f}" for v in values],
+                         textposition="outside", showlegend=False,
+                         hovertemplate="%{x}<br>%{y:.2f} samples/s<extra></extra>"), 1, 1)
+    fig.update_yaxes(range=[0, max(values, default=1) * 1.18], row=1, col=1)
+    targets = {tg["key"]: tg["threshold"] for tg in bench.get("targets") or [] if "threshold" in tg}
+    ratios = [(f"vs {label}" + (f"<br>(target {targets[key]:g}×)" if key in targets else ""), t.get(key),
+               targets.get(key), TRAINING[peer][1])
+              for peer, key, label in (("fixed_padding", "pipeline_vs_fixed_padding", "fixed padding"),
+                                       ("trainer", "pipeline_vs_trainer", "Trainer"))
+              if t.get(key)]
+    fig.add_trace(go.Bar(x=[r[0] for r in ratios], y=[r[1] for r in ratios], marker_color=[r[3] for r in ratios],
+                         text=[f"{r[1]:.2f}×" for r in ratios], textposition="outside", showlegend=False,
+                         hovertemplate="pipeline %{x}: %{y:.2f}×<extra></extra>"), 1, 2)
+    with_target = [r for r in ratios if r[2]]
+    if with_target:
+        fig.add_trace(go.Scatter(x=[r[0] for r in with_target], y=[r[2] for r in with_target], mode="markers",
+                                 marker=dict(symbol="line-ew-open", size=44, color="#c0392b", line=dict(width=3)),
+                                 name="target", hovertemplate="target %{y:g}×<extra></extra>"), 1, 2)
+    top = max([r[1] for r in ratios] + [r[2] for r in with_target], default=1)
+    fig.update_yaxes(range=[0, top * 1.2], row=1, col=2)
+    fig.add_hline(y=1.0, line=dict(color="#999", dash="dot"), row=1, col=2)
+    fig.update_layout(title=f"Teacher training: batch {t.get('batch_size')}, {t.get('timed_steps')} timed steps of "
+                            f"{t.get('steps')}, max_length {t.get('max_length')}", height=430, margin=MARGIN,
+                      legend=dict(orientation="h", x=1, xanchor="right", y=1.12))
+    return fig
+
+
+def compute_figure(bench: dict[str, Any]) -> go.Figure:
+    """Achieved GFLOP/s (analytic forward FLOPs / p50 latency, and over the throughput pass) against the
+    machine's own fp32 matmul rate."""
+    fig = go.Figure()
+    series = [(f"batch 1, {LENGTHS[length]}", lambda m, length=length: _get(m, "gflops_per_s", length)) for length in LENGTHS]
+    series.append((f"batch {_get(bench, 'settings', 'batch_size')}, test texts", lambda m: m.get("throughput_gflops_per_s")))
+    models = _models(bench)
+    for (label, get), opacity in zip(series, (0.45, 0.7, 1.0)):
+        y = [get(m) for _, m in models]
+        fig.add_trace(go.Bar(x=[_title(k, m) for k, m in models], y=y, name=label, opacity=opacity,
+                             marker_color=[COLORS.get(k, "#555") for k, _ in models],
+                             text=[f"{v:.0f}" if v else "" for v in y], textposition="outside",
+                             hovertemplate="%{x}<br>%{y:.1f} GFLOP/s<extra>" + label + "</extra>"))
+    peak = _get(bench, "machine", "matmul_gflops")
+    if peak:
+        fig.add_hline(y=peak, line=dict(color="#c0392b", dash="dash"),
+                      annotation_text=f"fp32 matmul on this machine: {peak:.0f} GFLOP/s", annotation_position="top left")
+    fig.update_layout(barmode="group", title="Achieved compute (int8 counted as the same operations)",
+                      yaxis_title="GFLOP/s", height=400, margin=MARGIN, legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def all_figures(bench: dict[str, Any]) -> dict[str, go.Figure]:
+    """Every figure of a bench by name, the empty ones left out (for the check script and exports)."""
+    figs = {"latency": latency_figure(bench), "throughput": throughput_figure(bench),
+            "size_memory": size_memory_figure(bench), "speedup_accuracy": speedup_accuracy_figure(bench),
+            "tradeoff": tradeoff_figure(bench), "training": training_figure(bench), "compute": compute_figure(bench)}
+    return {k: v for k, v in figs.items() if v is not None}

@@ -1,0 +1,215 @@
+"""Performance: is the distilled student faster and smaller, and what does it cost in accuracy?
+
+Reads the run's ``bench.json`` (``python -m distill_core bench RUN``): latency, throughput, size, memory,
+speed-up and accuracy per model, the accuracy/latency trade-off, and the teacher's training throughput against
+fixed padding and ``Trainer``. Without a ``bench.json`` the page gives the command, or runs it in the background
+and follows its progress. ``bench_bert-base.json`` (``--arch bert-base``) adds the classic pair's speed-up.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from distill_core import bench as bench_core
+from distill_core import bench_figures as bf
+from distill_core import ui
+
+PROC_KEY = "bench_proc"  # {run_id: (Popen, log path)} of benches this session started
+POLL_S = 2.0
+
+TABLE_FORMATS = {
+    "Parameters": st.column_config.NumberColumn(format="compact"),
+    "Test accuracy": st.column_config.NumberColumn(format="percent"),
+    "Macro-F1": st.column_config.NumberColumn(format="%.3f"),
+    "Throughput (texts/s)": st.column_config.NumberColumn(format="%.0f"),
+    "Peak memory (MB)": st.column_config.NumberColumn(format="%.0f",
+                                                      help="Peak resident memory of a fresh process that loads the model "
+                                                           "and classifies one batch (Python and torch included)"),
+    "Load time (s)": st.column_config.NumberColumn(format="%.2f", help="From disk in a fresh process (warm file cache)"),
+    "Size (MB)": st.column_config.NumberColumn(format="%.1f", help="safetensors file; int8: its saved state dict"),
+    "GFLOP/s (max length)": st.column_config.NumberColumn(format="%.0f"),
+}
+
+
+def table_formats(columns) -> dict:
+    """Number formats for ``bench_figures.summary_table``, whose latency columns are named by token count."""
+    formats = dict(TABLE_FORMATS)
+    for c in columns:
+        if " ms @" in c:
+            formats[c] = st.column_config.NumberColumn(format="%.2f")
+        elif c.startswith("Speed-up"):
+            formats[c] = st.column_config.NumberColumn(format="%.2f×")
+    return formats
+
+
+def command(run_id: str, arch: str = "run") -> str:
+    return f"python -m distill_core bench {run_id}" + (f" --arch {arch}" if arch != "run" else "")
+
+
+# ----------------------------------------------------------------------------- running a bench
+
+
+def _own_process(run_id: str):
+    return st.session_state.get(PROC_KEY, {}).get(run_id)
+
+
+def start_bench(run, arch: str) -> None:
+    env = dict(os.environ)
+    data = ui.default_data_dir()
+    if data is not None:
+        env.setdefault("DISTILL_DATA_DIR", str(data))
+    proc, log = bench_core.launch_bench(run.path, arch, env=env)
+    st.session_state.setdefault(PROC_KEY, {})[run.run_id] = (proc, log)
+
+
+@st.fragment(run_every=POLL_S)
+def progress_ui(run) -> None:
+    """A bench running on this run (started here or from a shell): its progress, then a rerun when it ends."""
+    state = bench_core.read_progress(run.path)
+    mine = _own_process(run.run_id)
+    if state is not None:
+        st.progress(float(state.get("fraction", 0.0)),
+                    text=f"Benchmarking ({state.get('arch', 'run')}): {state.get('message', '')}")
+        st.caption("Timings share the CPU with everything else: leave the machine alone until it finishes.")
+        return
+    if mine is not None and mine[0].poll() is None:
+        st.progress(0.0, text="Benchmark starting (loading libraries)…")
+        return
+    if mine is not None:
+        proc, log = mine
+        st.session_state[PROC_KEY].pop(run.run_id, None)
+        if proc.returncode != 0:
+            tail = log.read_text(errors="replace").strip().splitlines()[-12:] if log.exists() else []
+            st.session_state["bench_error"] = "\n".join(tail) or f"exit code {proc.returncode}"
+        st.rerun()
+
+
+def no_bench_ui(run) -> None:
+    st.info("This run has not been benchmarked yet. Measure its models on this machine with", icon=":material/speed:")
+    st.code(command(run.run_id), language="bash")
+    st.markdown("It times the teacher, the distilled student and the student quantised to int8 (batch-1 latency, "
+                "throughput, load time, memory, int8 accuracy) and the teacher's training throughput, then writes "
+                "`bench.json` into the run folder. Expect a few minutes on a laptop; add `--skip-training` to halve it.")
+    busy = bench_core.read_progress(run.path) is not None or _own_process(run.run_id) is not None
+    if st.button("Run the benchmark now", icon=":material/play_arrow:", disabled=busy or run.status != "complete",
+                 help="Runs the command above in the background; this page follows its progress."):
+        start_bench(run, "run")
+        st.rerun()
+
+
+# ----------------------------------------------------------------------------- the figures
+
+
+def headline_ui(b: dict) -> None:
+    sp, q, t = b.get("speedup") or {}, b.get("int8") or {}, b.get("training_throughput") or {}
+    cols = st.columns(4)
+    if sp.get("student_vs_teacher_max_len"):
+        cols[0].metric("Student vs teacher", f"{sp['student_vs_teacher_max_len']:.2f}×",
+                       f"{sp.get('student_vs_teacher_median_len') or 0:.2f}× at median length", delta_color="off",
+                       help="p50 latency ratio at batch 1 and max_length tokens")
+    if sp.get("int8_vs_student_max_len"):
+        cols[1].metric("int8 vs fp32 student", f"{sp['int8_vs_student_max_len']:.2f}×",
+                       f"{q.get('size_ratio') or 0:.1f}× smaller", delta_color="off",
+                       help="p50 latency ratio at batch 1 and max_length tokens")
+    if q.get("accuracy_drop_points") is not None:
+        cols[2].metric("Accuracy lost to int8", f"{q['accuracy_drop_points']:.2f} pts",
+                       f"macro-F1 {q.get('macro_f1_drop_points') or 0:.2f} pts", delta_color="off",
+                       help="fp32 student minus int8 student, test accuracy in percentage points")
+    if t.get("pipeline_vs_trainer"):
+        cols[3].metric("Training vs Trainer", f"{t['pipeline_vs_trainer']:.2f}×",
+                       f"{t['pipeline_vs_fixed_padding']:.2f}× vs fixed padding", delta_color="off",
+                       help="Teacher training samples/s of the pipeline against Trainer's defaults")
+
+
+def targets_ui(b: dict) -> None:
+    table = bf.targets_table(b)
+    if table.empty:
+        return
+    with st.expander("Targets (issue 4)", expanded=True, icon=":material/flag:"):
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_config={"Measured": st.column_config.NumberColumn(format="%.2f")})
+
+
+def bench_ui(run, b: dict) -> None:
+    st.caption(bf.machine_caption(b))
+    for note in b.get("notes") or []:
+        st.warning(note, icon=":material/warning:")
+    headline_ui(b)
+    targets_ui(b)
+    st.subheader("Per model")
+    table = bf.summary_table(b)
+    st.dataframe(table, hide_index=True, width="stretch", column_config=table_formats(table.columns))
+    left, right = st.columns(2)
+    left.plotly_chart(bf.latency_figure(b), width="stretch", key="perf_latency")
+    right.plotly_chart(bf.throughput_figure(b), width="stretch", key="perf_throughput")
+    st.plotly_chart(bf.speedup_accuracy_figure(b), width="stretch", key="perf_speedup")
+    trade = bf.tradeoff_figure(b)
+    if trade is not None:
+        st.plotly_chart(trade, width="stretch", key="perf_tradeoff")
+    st.plotly_chart(bf.size_memory_figure(b), width="stretch", key="perf_size")
+    st.subheader("Training throughput")
+    training = bf.training_figure(b)
+    if training is None:
+        st.caption(f"Not measured (`--skip-training`). Re-run `{command(run.run_id)}` without it.")
+    else:
+        st.plotly_chart(training, width="stretch", key="perf_training")
+    with st.expander("Compute: achieved GFLOP/s against this machine's matmul rate"):
+        st.caption("FLOPs are analytic (matmuls of one forward pass, see `distill_core.bench.forward_flops`); "
+                   "batch-1 latency includes tokenisation, so these are lower bounds.")
+        st.plotly_chart(bf.compute_figure(b), width="stretch", key="perf_compute")
+    with st.expander("bench.json"):
+        st.json(b, expanded=1)
+
+
+def classic_pair_ui(run) -> None:
+    st.subheader("The classic pair: bert-base vs distilbert-base shapes")
+    try:
+        b = bench_core.load_bench(run.path, "bert-base")
+    except ui.RunError as e:
+        st.warning(f"bench_bert-base.json is unreadable: {e}")
+        return
+    if b is None:
+        st.caption("How fast would the reports' bert-base-uncased → distilbert-base-uncased pair be here? Measure "
+                   f"random-weight models of their shapes (no download): `{command(run.run_id, 'bert-base')}`.")
+        return
+    st.caption(bf.machine_caption(b))
+    sp = b.get("speedup") or {}
+    cols = st.columns(3)
+    for col, (key, label) in zip(cols, (("student_vs_teacher", "distilbert-base vs bert-base"),
+                                        ("int8_vs_student", "int8 vs fp32 distilbert-base"),
+                                        ("int8_vs_teacher", "int8 distilbert-base vs bert-base"))):
+        if sp.get(f"{key}_max_len"):
+            col.metric(label, f"{sp[f'{key}_max_len']:.2f}× faster", f"{sp.get(f'{key}_median_len') or 0:.2f}× at median length",
+                       delta_color="off")
+    left, right = st.columns(2)
+    left.plotly_chart(bf.latency_figure(b), width="stretch", key="classic_latency")
+    right.plotly_chart(bf.throughput_figure(b), width="stretch", key="classic_throughput")
+
+
+def main() -> None:
+    st.title("Performance")
+    run = ui.selected_run()
+    if run is None:
+        st.info("Pick a run in the sidebar.")
+        return
+    if err := st.session_state.pop("bench_error", None):
+        st.error("The benchmark failed:")
+        st.code(err)
+    running = bench_core.read_progress(run.path) is not None or _own_process(run.run_id) is not None
+    if running:
+        progress_ui(run)
+    with ui.friendly_errors("Benchmark"):
+        b = ui.bench(run.path)
+        if b is None:
+            if not running:
+                no_bench_ui(run)
+        else:
+            bench_ui(run, b)
+    with ui.friendly_errors("Classic pair"):
+        classic_pair_ui(run)
+
+
+if __name__ == "__main__":
+    main()

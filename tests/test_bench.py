@@ -1,0 +1,195 @@
+"""The benchmark: its pure parts, the whole `bench` command on the tiny run, and the Performance page.
+
+Timings are only checked for sanity (positive, p95 >= p50); the speed targets are read off the figures on a
+real run, never asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
+
+from distill_core import bench
+from distill_core.cli import main
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "performance.py")
+
+
+@pytest.fixture()
+def run_copy(tiny_run, tmp_path) -> Path:
+    """The session's tiny run copied into a fresh runs folder, so bench.json never leaks between tests."""
+    dst = tmp_path / "runs" / tiny_run.name
+    shutil.copytree(tiny_run, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def benched(tiny_run, tmp_path_factory) -> Path:
+    """A copy of the tiny run with a bench.json made by the real CLI (small repeat counts)."""
+    dst = tmp_path_factory.mktemp("benched") / tiny_run.name
+    shutil.copytree(tiny_run, dst)
+    # One thread: tiny models gain nothing from two, and the test stays quick on a busy machine.
+    assert main(["bench", str(dst), "--repeats", "3", "--warmup", "1", "--train-steps", "2", "--threads", "1"]) == 0
+    return dst
+
+
+# ----------------------------------------------------------------------------- pure parts
+
+
+def _linear_weights(module: torch.nn.Module) -> int:
+    return sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Linear))
+
+
+@pytest.mark.parametrize("tokens", [1, 7, 32])
+def test_forward_flops_counts_every_matmul_of_a_real_model(tokens):
+    labels = ["a", "b", "c"]
+    bert = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=3,
+                                                     num_attention_heads=4, intermediate_size=40, num_labels=3))
+    distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=32, n_layers=2, n_heads=4,
+                                                                  hidden_dim=40, num_labels=len(labels)))
+    for model, encoder, head, layers in ((bert, bert.bert.encoder, [bert.bert.pooler, bert.classifier], 3),
+                                         (distil, distil.distilbert.transformer,
+                                          [distil.pre_classifier, distil.classifier], 2)):
+        # Every Linear of the encoder runs on every token; the head runs on [CLS] only; plus Q K^T and A V.
+        expected = 2 * tokens * _linear_weights(encoder) + sum(2 * _linear_weights(m) for m in head)
+        expected += layers * 4 * tokens * tokens * 32
+        assert bench.forward_flops(model.config, tokens) == expected
+
+
+def test_time_calls_times_blocks_that_take_turns():
+    calls = []
+    out = bench.time_calls({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=7, warmup=3)
+    # Warm-up, then 3 rounds of 3 + 2 + 2 timed calls, each block after one untimed call, the order rotating.
+    assert calls == ["a"] * 3 + ["b"] * 3 + ["a"] * 4 + ["b"] * 4 + ["b"] * 3 + ["a"] * 3 + ["a"] * 3 + ["b"] * 3
+    for stats in out.values():
+        assert stats["runs"] == 7 and 0 <= stats["min"] <= stats["p50"] <= stats["p95"]
+
+
+def test_pick_texts_finds_median_and_builds_a_max_length_text(tokenizer):
+    texts = ["stocks rose", "the team won the cup", "a new phone", "oil price fell on friday after talks"]
+    picked = bench.pick_texts(texts, tokenizer, max_length=32)
+    counts = sorted(len(tokenizer(t)["input_ids"]) for t in texts)
+    assert picked["median_tokens"] in counts
+    assert abs(picked["median_tokens"] - float(np.median(counts))) <= 1
+    # No text reaches 32 tokens, so texts are joined until one does.
+    assert len(tokenizer(picked["max_text"], truncation=True, max_length=32)["input_ids"]) == 32
+
+
+def test_quantize_int8_replaces_linears_and_keeps_predictions_close():
+    torch.manual_seed(0)
+    model = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=32, n_layers=2, n_heads=4,
+                                                                 hidden_dim=40, num_labels=3)).eval()
+    q = bench.quantize_int8(model)
+    assert not any(type(m) is torch.nn.Linear for m in q.modules())
+    assert any(type(m) is torch.nn.Linear for m in model.modules()), "the fp32 model must be left as it was"
+    ids = torch.randint(5, 50, (2, 9))
+    with torch.no_grad():
+        diff = (model(input_ids=ids).logits - q(input_ids=ids).logits).abs().max().item()
+    assert diff < 0.1
+    assert bench.state_dict_bytes(q) < bench.state_dict_bytes(model)
+
+
+def test_check_targets_reads_the_figures():
+    b = {"speedup": {"student_vs_teacher_max_len": 2.0, "int8_vs_student_max_len": 1.2},
+         "int8": {"accuracy_drop_points": 0.3}, "training_throughput": None}
+    by_key = {t["key"]: t for t in bench.check_targets(b)}
+    assert by_key["student_vs_teacher_max_len"]["met"] is True
+    assert by_key["int8_vs_student_max_len"]["met"] is False
+    assert by_key["int8_accuracy_drop_points"]["met"] is True
+    assert by_key["pipeline_vs_trainer"]["met"] is None
+
+
+def test_settings_refuse_nonsense():
+    with pytest.raises(ValueError, match="--repeats"):
+        bench.BenchSettings(repeats=1).validate()
+    with pytest.raises(ValueError, match="--train-steps"):
+        bench.BenchSettings(train_steps=1).validate()
+    bench.BenchSettings(train_steps=1, skip_training=True).validate()
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_bench_writes_a_valid_bench_json(benched, capsys):
+    data = json.loads((benched / "bench.json").read_text())
+    assert set(data["machine"]) >= {"cpu_model", "cores", "torch_threads", "torch", "transformers", "platform"}
+    assert set(data["settings"]) >= {"repeats", "warmup", "batch_size", "median_tokens", "max_length", "arch"}
+    assert data["settings"]["max_length"] == 32 and data["settings"]["arch"] == "run"
+    assert set(data["models"]) == {"teacher", "student", "student_int8"}
+    for key, m in data["models"].items():
+        for length in ("median_len", "max_len"):
+            lat = m["latency_ms"][length]
+            assert 0 < lat["p50"] <= lat["p95"], (key, lat)
+            assert m["flops"][length] > 0 and m["gflops_per_s"][length] > 0
+        assert m["latency_ms"]["max_len"]["tokens"] == 32
+        assert m["throughput_texts_per_s"] > 0 and m["size_bytes"] > 0 and m["parameters"] > 0
+        assert 0 <= m["accuracy"] <= 1 and 0 <= m["macro_f1"] <= 1
+        assert m["load_time_s"] > 0 and m["peak_rss_mb"] > m["rss_before_load_mb"] > 0
+    assert data["models"]["student_int8"]["size_bytes"] < data["models"]["student"]["size_bytes"]
+    assert data["models"]["student_int8"]["quantize_time_s"] > 0
+    assert data["speedup"]["student_vs_teacher_max_len"] > 0
+    assert data["int8"]["accuracy_drop_points"] is not None
+    trial = data["int8"]["engine_trial_ms_max_len"]
+    assert data["int8"]["engine"] == min(trial, key=trial.get), "auto picks the faster engine of its trial"
+    t = data["training_throughput"]
+    assert t["steps"] == 2 and t["batch_size"] == 32
+    for k in ("pipeline_samples_per_s", "fixed_padding_samples_per_s", "trainer_samples_per_s"):
+        assert t[k] > 0
+    assert t["padding_efficiency"]["fixed_padding"] < t["padding_efficiency"]["pipeline"] <= 1
+    assert {tg["key"] for tg in data["targets"]} == {k for k, *_ in bench.TARGETS}
+    table = bench.format_table(data)
+    assert "Distilled student, int8" in table and "targets:" in table
+
+
+def test_bench_bert_base_arch_writes_its_own_file(run_copy, monkeypatch):
+    # Tiny stand-ins for the bert-base shapes: the code path is what is tested, not bert-base's speed.
+    monkeypatch.setitem(bench.ARCH_SHAPES, "bert-base", {
+        "teacher": {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 37,
+                    "max_position_embeddings": 64},
+        "student": {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 37, "max_position_embeddings": 64},
+    })
+    monkeypatch.setattr(bench, "BERT_BASE_VOCAB", 200)
+    threads = torch.get_num_threads()
+    out = bench.run_bench(run_copy, bench.BenchSettings(repeats=2, warmup=0, arch="bert-base", probe=False, threads=1))
+    assert (run_copy / "bench_bert-base.json").is_file() and not (run_copy / "bench.json").exists()
+    assert torch.get_num_threads() == threads, "process-wide torch settings are restored"
+    assert out["training_throughput"] is None
+    assert out["models"]["teacher"]["architecture"]["layers"] == 4
+    assert all(m["accuracy"] is None for m in out["models"].values())
+
+
+def test_bench_of_a_missing_run_is_one_clear_error(tmp_path, caplog):
+    assert main(["bench", "no-such-run", "--output-dir", str(tmp_path)]) == 2
+    assert "No run 'no-such-run'" in caplog.text
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def _page(runs_root: Path, run_id: str, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DISTILL_RUNS_DIR", str(runs_root))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["run_id"] = run_id
+    return at.run()
+
+
+def test_performance_page_without_bench_says_how_to_make_one(run_copy, monkeypatch):
+    at = _page(run_copy.parent, run_copy.name, monkeypatch)
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.code)
+    assert f"python -m distill_core bench {run_copy.name}" in text
+
+
+def test_performance_page_draws_the_bench(benched, monkeypatch):
+    at = _page(benched.parent, benched.name, monkeypatch)
+    assert not at.exception
+    assert len(at.get("plotly_chart")) >= 5
+    assert any("Distilled student, int8" in str(df.value) for df in at.dataframe)
