@@ -5,7 +5,8 @@
 
 This file is the router and the frame around every page: the sidebar run picker (its choice lives in
 ``st.session_state`` and so follows you across pages), the run's details, and ``st.navigation`` over the
-pages in ``pages/``. With no run yet, the only page is the welcome page that starts one.
+pages in ``app_pages/`` (not ``pages/``: Streamlit treats a folder of that name as
+a legacy multipage app and, on a server's first request or a deep link, shows its own menu without this frame). With no run yet, the only page is the welcome page that starts one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import streamlit as st
 from distill_core import ui
 
 ROOT = Path(__file__).resolve().parent
-PAGES = ROOT / "pages"
+PAGES = ROOT / "app_pages"
 PICKER_KEY = "run_picker"  # the sidebar selectbox's widget key
 
 

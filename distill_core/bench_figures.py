@@ -17,8 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-# The dashboard's model colours (as ``ui.MODEL_COLORS``), repeated so this module needs no Streamlit.
-COLORS = {"teacher": "#1f4e8c", "student": "#e8702a", "student_int8": "#c9a227"}
+from .config import MODEL_COLORS
+
 LENGTHS = {"median_len": "median length", "max_len": "max length"}
 TRAINING = {"pipeline": ("Pipeline (length-grouped)", "#2a9d5c"),
             "fixed_padding": ("Fixed padding to max_length", "#8c8c8c"),
@@ -124,7 +124,7 @@ def latency_figure(bench: dict[str, Any]) -> go.Figure:
             y.append(lat["p50"])
             up.append(max(0.0, (lat.get("p95") or lat["p50"]) - lat["p50"]))
         fig.add_trace(go.Bar(
-            x=x, y=y, name=_title(key, m), marker_color=COLORS.get(key, "#555"),
+            x=x, y=y, name=_title(key, m), marker_color=MODEL_COLORS.get(key, "#555"),
             error_y=dict(type="data", symmetric=False, array=up, arrayminus=[0] * len(up), thickness=1.5),
             text=[f"{v:.1f}" for v in y], textposition="inside",
             hovertemplate="%{x}<br>p50 %{y:.2f} ms<extra>" + _title(key, m) + "</extra>"))
@@ -137,7 +137,7 @@ def throughput_figure(bench: dict[str, Any]) -> go.Figure:
     """Texts per second at the bench's batch size."""
     models = [(k, m) for k, m in _models(bench) if m.get("throughput_texts_per_s")]
     y = [m["throughput_texts_per_s"] for _, m in models]
-    fig = go.Figure(go.Bar(x=[_title(k, m) for k, m in models], y=y, marker_color=[COLORS.get(k, "#555") for k, _ in models],
+    fig = go.Figure(go.Bar(x=[_title(k, m) for k, m in models], y=y, marker_color=[MODEL_COLORS.get(k, "#555") for k, _ in models],
                            text=[f"{v:.0f}" for v in y], textposition="outside",
                            hovertemplate="%{x}<br>%{y:.1f} texts/s<extra></extra>"))
     bs = _get(bench, "settings", "batch_size")
@@ -150,7 +150,7 @@ def size_memory_figure(bench: dict[str, Any]) -> go.Figure:
     """Size on disk (state dict for int8), peak resident memory of a fresh process, and its load time."""
     models = _models(bench)
     names = [_title(k, m) for k, m in models]
-    colors = [COLORS.get(k, "#555") for k, _ in models]
+    colors = [MODEL_COLORS.get(k, "#555") for k, _ in models]
     fig = make_subplots(rows=1, cols=3, subplot_titles=["Size (MB)", "Peak memory of a process (MB)", "Load time (s)"],
                         horizontal_spacing=0.08)
     size = [m["size_bytes"] / 2**20 if m.get("size_bytes") else None for _, m in models]
@@ -180,8 +180,8 @@ def speedup_accuracy_figure(bench: dict[str, Any]) -> go.Figure:
     targets = {t["key"]: t["threshold"] for t in bench.get("targets") or [] if "threshold" in t}
     fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
                         subplot_titles=["Speed-up (batch 1, p50 latency ratio)", "Test accuracy"])
-    pairs = [("student_vs_teacher", "student vs teacher", COLORS["student"]),
-             ("int8_vs_student", "int8 vs fp32 student", COLORS["student_int8"]),
+    pairs = [("student_vs_teacher", "student vs teacher", MODEL_COLORS["student"]),
+             ("int8_vs_student", "int8 vs fp32 student", MODEL_COLORS["student_int8"]),
              ("int8_vs_teacher", "int8 vs teacher", "#7a6a2a")]
     for name, label, color in pairs:
         y = [sp.get(f"{name}_{length}") for length in LENGTHS]
@@ -199,7 +199,7 @@ def speedup_accuracy_figure(bench: dict[str, Any]) -> go.Figure:
     acc = [(k, m) for k, m in _models(bench) if m.get("accuracy") is not None]
     if acc:
         y = [m["accuracy"] for _, m in acc]
-        fig.add_trace(go.Bar(x=[_title(k, m) for k, m in acc], y=y, marker_color=[COLORS.get(k, "#555") for k, _ in acc],
+        fig.add_trace(go.Bar(x=[_title(k, m) for k, m in acc], y=y, marker_color=[MODEL_COLORS.get(k, "#555") for k, _ in acc],
                              text=[f"{v:.1%}" for v in y], textposition="outside", showlegend=False,
                              hovertemplate="%{x}<br>%{y:.2%}<extra></extra>"), 1, 2)
         lo = min(y)
@@ -222,7 +222,7 @@ def tradeoff_figure(bench: dict[str, Any], length: str = "max_len") -> go.Figure
         fig.add_trace(go.Scatter(
             x=[lat["p50"]], y=[m["accuracy"]], mode="markers+text", name=_title(key, m), text=[_title(key, m)],
             textposition="top center" if i % 2 == 0 else "bottom center",  # neighbours' labels apart
-            marker=dict(size=16, color=COLORS.get(key, "#555")),
+            marker=dict(size=16, color=MODEL_COLORS.get(key, "#555")),
             error_x=dict(type="data", symmetric=False, array=[max(0.0, lat.get("p95", lat["p50"]) - lat["p50"])],
                          arrayminus=[0]),
             hovertemplate=f"{_title(key, m)}<br>p50 %{{x:.2f}} ms<br>accuracy %{{y:.2%}}<extra></extra>"))
@@ -290,7 +290,7 @@ def compute_figure(bench: dict[str, Any]) -> go.Figure:
     for (label, get), opacity in zip(series, (0.45, 0.7, 1.0)):
         y = [get(m) for _, m in models]
         fig.add_trace(go.Bar(x=[_title(k, m) for k, m in models], y=y, name=label, opacity=opacity,
-                             marker_color=[COLORS.get(k, "#555") for k, _ in models],
+                             marker_color=[MODEL_COLORS.get(k, "#555") for k, _ in models],
                              text=[f"{v:.0f}" if v else "" for v in y], textposition="outside",
                              hovertemplate="%{x}<br>%{y:.1f} GFLOP/s<extra>" + label + "</extra>"))
     peak = _get(bench, "machine", "matmul_gflops")

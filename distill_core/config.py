@@ -22,6 +22,8 @@ DEFAULT_RUNS_DIR = PROJECT_ROOT / "artifacts" / "runs"
 PACKAGED_TEACHER = "packaged:all-MiniLM-L6-v2"
 
 MODEL_KINDS = ("teacher", "student", "baseline")
+# One colour per model across every chart of the dashboard.
+MODEL_COLORS = {"teacher": "#1f4e8c", "student": "#e8702a", "baseline": "#8c8c8c", "student_int8": "#c9a227"}
 MODEL_TITLES = {
     "teacher": "Teacher (BERT)",
     "student": "Distilled student",

@@ -37,7 +37,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from .config import MODEL_KINDS, MODEL_TITLES, PROJECT_ROOT, runs_dir
+from .config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, PROJECT_ROOT, runs_dir
 from .inference import AttentionResult, InputError, TextClassifier, kl_divergence, softmax
 from .runs import (
     BENCH_FILE, PREDICTIONS_FILE, STATUS_FILE, RunError, RunInfo, has_model, list_runs, load_run, read_json,
@@ -50,7 +50,6 @@ MAX_BATCH_TEXTS = 1000  # batch classification cap, so one paste cannot stall th
 # Short names for chart legends and axes, where the config's long titles would be cut off.
 SHORT_TITLES = {"teacher": "Teacher", "student": "Distilled student", "baseline": "Baseline student",
                 "student_int8": "Student int8"}
-MODEL_COLORS = {"teacher": "#1f4e8c", "student": "#e8702a", "baseline": "#8c8c8c", "student_int8": "#c9a227"}
 TOP_LEGEND = dict(orientation="h", yanchor="bottom", y=1.02, x=0)  # above the plot, never over the data
 X_AXES = {"step": "Step", "examples_seen": "Examples seen", "elapsed_s": "Wall time (s)"}
 # Errors a page turns into a message; anything else is a bug and should surface as one.
@@ -95,8 +94,7 @@ def run_label(info: RunInfo) -> str:
 def selected_run() -> RunInfo | None:
     """The run picked in the sidebar (``st.session_state[RUN_KEY]``), read afresh; else the default run.
 
-    The fallback matters on the very first request of a server process: Streamlit may then run a page
-    of ``pages/`` without the entry point (its legacy pages-folder mode), so no picker has run yet.
+    The fallback covers a page run before any picker has (AppTest running a page file on its own).
     """
     run_id = st.session_state.get(RUN_KEY)
     if run_id:

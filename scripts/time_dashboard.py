@@ -69,7 +69,7 @@ def time_pages(run_dir: Path, repeats: int) -> dict[str, list[float]]:
     os.environ["DISTILL_RUNS_DIR"] = str(run_dir.parent)
     out = {}
     for page, key in (("live_classification", "live_text"), ("attention", "att_text")):
-        at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=120)
+        at = AppTest.from_file(str(ROOT / "app_pages" / f"{page}.py"), default_timeout=120)
         at.session_state["run_id"] = run_dir.name
         at.run()  # loads the models
         times = []

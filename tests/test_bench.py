@@ -18,7 +18,7 @@ from transformers import BertConfig, BertForSequenceClassification, DistilBertCo
 from distill_core import bench
 from distill_core.cli import main
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "performance.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "performance.py")
 
 
 @pytest.fixture()

@@ -16,34 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
-from streamlit.testing.v1 import app_test as app_test_module
 
 from distill_core.runs import set_status, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard.py")
-OVERVIEW, CURVES, LIVE, ATTENTION, WELCOME = (f"pages/{p}.py" for p in (
+OVERVIEW, CURVES, LIVE, ATTENTION, WELCOME = (f"app_pages/{p}.py" for p in (
     "overview", "training_curves", "live_classification", "attention", "welcome"))
 TIMEOUT = 60  # the first run imports torch and loads models; later runs take well under a second
-
-
-@pytest.fixture(autouse=True)
-def navigation_mode(monkeypatch):
-    """Run the app the way a server does after its first request: through ``st.navigation``.
-
-    AppTest re-detects the legacy pages-folder mode before every run (our pages live in ``pages/``), and
-    in that mode a page switch executes the page file alone, without the entry point's sidebar. A
-    server leaves that mode for good as soon as ``st.navigation`` is called, so the tests do the same.
-    """
-
-    class NavigationPagesManager(PagesManager):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(app_test_module, "PagesManager", NavigationPagesManager)
 
 
 @pytest.fixture(autouse=True)
