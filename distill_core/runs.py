@@ -244,7 +244,8 @@ def list_runs(root: Path | None = None) -> list[RunInfo]:
     if not root.is_dir():
         return []
     runs = [load_run(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return sorted(runs, key=lambda r: r.run_id, reverse=True)
+    # By creation time (config.json), so runs named with --run-id sort among the rest; id breaks ties.
+    return sorted(runs, key=lambda r: (str(r.config.get("created", "")), r.run_id), reverse=True)
 
 
 def resolve_run(ref: str | Path, root: Path | None = None) -> Path:

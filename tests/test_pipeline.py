@@ -210,3 +210,12 @@ def test_killed_training_marks_the_run_failed(tmp_path, dataset_dir, teacher_dir
     assert st["status"] == "failed" and "interrupted" in st["error"]
     assert not (run / "teacher").exists()
     assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_runs_are_listed_newest_first_whatever_their_names(tmp_path, tiny_run):
+    for name, created in (("zzz_old", "2020-01-01T00:00:00"), ("aaa_new", "2030-01-01T00:00:00")):
+        shutil.copytree(tiny_run, tmp_path / name)
+        cfg = json.loads((tmp_path / name / "config.json").read_text())
+        cfg["created"] = created
+        (tmp_path / name / "config.json").write_text(json.dumps(cfg))
+    assert [r.run_id for r in list_runs(tmp_path)] == ["aaa_new", "zzz_old"]
