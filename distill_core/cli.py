@@ -135,6 +135,7 @@ def _setup_logging(verbose: bool) -> None:
 
     # A fresh classification head is expected; its "missing keys" load report is noise here.
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # per-checkpoint "Loading weights" bars; ours stay
 
 
 def cmd_train(args) -> int:
