@@ -25,7 +25,7 @@ from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
 from . import __version__
 from .config import MODEL_KINDS, RunConfig
-from .data import Splits, load_splits, make_loader, padding_efficiency, tokenize_splits
+from .data import Splits, load_splits, make_loader, padding_efficiency, resolve_dataset, tokenize_splits
 from .models import ModelError, build_student, default_layer_map, describe, load_teacher, load_tokenizer, num_parameters
 from .runs import (
     CONFIG_FILE, KD_COLUMNS, PREDICTIONS_FILE, RESULTS_FILE, TRAIN_COLUMNS, VAL_COLUMNS, CsvLog, RunError,
@@ -137,6 +137,9 @@ def run_pipeline(cfg: RunConfig) -> Path:
         raise ValueError(f"Unknown model(s) {sorted(unknown)}; choose from {list(MODEL_KINDS)}")
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
+    # A mistyped dataset path or teacher run fails here, before any run folder exists.
+    resolve_dataset(cfg.data)
+    _teacher_source(cfg, cfg.runs_root())
     # Under `accelerate launch` every process runs this function; only the main one writes files.
     state = PartialState()
     is_main = state.is_main_process

@@ -120,10 +120,19 @@ def test_student_without_teacher_fails_cleanly_and_marks_the_run(tmp_path, datas
     assert "teacher" in info.error
 
 
-def test_bad_dataset_marks_the_run_failed(tmp_path, teacher_dir):
+def test_mistyped_dataset_path_leaves_no_run_folder(tmp_path, teacher_dir, caplog):
     assert main(train_args(tmp_path / "missing", teacher_dir, tmp_path, "bad")) == 2
-    info = load_run(tmp_path / "bad")
-    assert info.status == "failed" and "not found" in info.error
+    assert "not found" in caplog.text
+    assert not (tmp_path / "bad").exists()
+
+
+def test_data_error_while_loading_marks_the_run_failed(tmp_path, teacher_dir):
+    from conftest import make_texts, write_hub_folder
+
+    d = write_hub_folder(tmp_path / "data" / "empty_test", {"train": make_texts(40, 0), "test": make_texts(4, 0).iloc[0:0]})
+    assert main(train_args(d, teacher_dir, tmp_path / "runs", "bad")) == 2
+    info = load_run(tmp_path / "runs" / "bad")
+    assert info.status == "failed" and "0 rows" in info.error
 
 
 def test_evaluate_recomputes_results(tmp_path, tiny_run, capsys):
