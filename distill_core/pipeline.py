@@ -315,6 +315,10 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
     if not kinds:
         raise RunError(f"No trained model in {run_dir}; train one with `python -m distill_core train`")
     if splits is None:
+        # The folder the run was trained on, even when its short name would resolve elsewhere today.
+        source = read_json(run_dir / CONFIG_FILE).get("dataset_info", {}).get("source")
+        if source and Path(source).is_dir():
+            cfg.data.dataset = source
         splits = load_splits(cfg.data, seed=cfg.train.seed)
     old = {}
     if (run_dir / RESULTS_FILE).exists():
