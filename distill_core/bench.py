@@ -330,7 +330,7 @@ def pick_qengine(clf, text: str, settings: "BenchSettings") -> tuple[str, dict[s
     trial = {}
     for engine in engines:
         q = type(clf)(quantize_int8(clf.model, engine), clf.tokenizer, clf.max_length)
-        trial[engine] = time_calls({engine: lambda: q.predict_proba([text])}, repeats=10, warmup=3, rounds=1)[engine]["p50"]
+        trial[engine] = time_calls({engine: lambda q=q: q.predict_proba([text])}, repeats=10, warmup=3, rounds=1)[engine]["p50"]
         del q
     best = min(trial, key=trial.get)
     torch.backends.quantized.engine = best
@@ -758,7 +758,7 @@ def _latency(clfs: dict[str, Any], models: dict[str, dict[str, Any]], picked: di
     for length, text, tokens in (("median_len", picked["median_text"], picked["median_tokens"]),
                                  ("max_len", picked["max_text"], picked["max_tokens"])):
         stages.start(f"latency at {tokens} tokens, batch 1")
-        lat = time_calls({k: (lambda c=c: c.predict_proba([text])) for k, c in clfs.items()},
+        lat = time_calls({k: (lambda c=c, text=text: c.predict_proba([text])) for k, c in clfs.items()},
                          settings.repeats, settings.warmup)
         for key, clf in clfs.items():
             m = models[key]
@@ -836,7 +836,7 @@ def format_table(bench: dict[str, Any]) -> str:
     head = (f"{'model':<30} {'params':>7} {'size MB':>8} {f'ms @{med} tok':>14} {f'ms @{mx} tok':>15} {'texts/s':>8} "
             f"{'GFLOP/s':>8} {'load s':>7} {'peak MB':>8} {'acc':>6} {'F1':>6}")
     lines += [head, "-" * len(head)]
-    for key, r in bench["models"].items():
+    for r in bench["models"].values():
         lat = r["latency_ms"]
         lines.append(
             f"{r['title']:<30} {r['parameters'] / 1e6:>6.1f}M {r['size_bytes'] / 2**20:>8.1f} "

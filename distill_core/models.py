@@ -199,9 +199,9 @@ def describe(model: PreTrainedModel) -> dict:
     cfg = model.config
     return {
         "class": type(model).__name__,
-        "layers": int(getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers")),
-        "hidden": int(getattr(cfg, "hidden_size", None) or getattr(cfg, "dim")),
-        "heads": int(getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_heads")),
+        "layers": int(getattr(cfg, "num_hidden_layers", None) or cfg.n_layers),
+        "hidden": int(getattr(cfg, "hidden_size", None) or cfg.dim),
+        "heads": int(getattr(cfg, "num_attention_heads", None) or cfg.n_heads),
         "parameters": num_parameters(model),
         "layer_map": getattr(cfg, "distill_layer_map", None),
     }

@@ -154,7 +154,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
 def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     # No weight decay on biases and LayerNorm weights (as BERT was trained).
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 else decay).append(p)
