@@ -8,7 +8,6 @@ and follows its progress. ``bench_bert-base.json`` (``--arch bert-base``) adds t
 
 from __future__ import annotations
 
-import os
 
 import streamlit as st
 
@@ -56,11 +55,7 @@ def _own_process(run_id: str):
 
 
 def start_bench(run, arch: str) -> None:
-    env = dict(os.environ)
-    data = ui.default_data_dir()
-    if data is not None:
-        env.setdefault("DISTILL_DATA_DIR", str(data))
-    proc, log = bench_core.launch_bench(run.path, arch, env=env)
+    proc, log = bench_core.launch_bench(run.path, arch)
     st.session_state.setdefault(PROC_KEY, {})[run.run_id] = (proc, log)
 
 

@@ -12,7 +12,7 @@ import time
 import streamlit as st
 
 from distill_core import ui
-from distill_core.config import runs_dir
+from distill_core.config import default_data_dir, runs_dir
 
 PROC_KEY = "train_proc"  # (Popen, log path, start time) of a run started from this page
 
@@ -31,7 +31,7 @@ def intro_ui() -> None:
 def no_runs_ui() -> None:
     st.info(f"No runs yet in `{runs_dir()}`. Train the default run (AG News, about ten minutes on two CPU "
             "cores) with:", icon=":material/info:")
-    data = ui.default_data_dir()
+    data = default_data_dir()
     prefix = f"DISTILL_DATA_DIR={data} " if data and "DISTILL_DATA_DIR" not in os.environ else ""
     st.code(f"{prefix}{ui.TRAIN_COMMAND}", language="bash")
     st.caption("Runs are read from `$DISTILL_RUNS_DIR` if set, else `artifacts/runs` in the project.")

@@ -57,7 +57,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import PROJECT_ROOT
-from .runs import BENCH_FILE, RunError, has_model, load_run, resolve_run, write_json_atomic
+from .runs import BENCH_FILE, RunError, has_model, load_run, pid_alive, resolve_run, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -906,21 +906,18 @@ def read_progress(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     try:
-        os.kill(int(state.get("pid", 0)), 0)
-    except (ProcessLookupError, ValueError):
+        alive = pid_alive(int(state.get("pid", 0)))
+    except ValueError:
         return None
-    except PermissionError:
-        pass
-    return state
+    return state if alive else None
 
 
-def launch_bench(run_dir: Path, arch: str = "run", env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
+def launch_bench(run_dir: Path, arch: str = "run") -> tuple[subprocess.Popen, Path]:
     """Start ``python -m distill_core bench RUN --arch ARCH`` in the background; returns it and its log file."""
+    from .cli import launch_in_background
+
     log = Path(run_dir) / f".bench-{arch}.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "distill_core", "bench", str(run_dir), "--arch", arch],
-                                cwd=PROJECT_ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-    return proc, log
+    return launch_in_background(["bench", str(run_dir), "--arch", arch], log), log
 
 
 # ----------------------------------------------------------------------------- CLI

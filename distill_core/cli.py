@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
-from .config import MODEL_KINDS, PRESETS, RunConfig, runs_dir
+from .config import MODEL_KINDS, PRESETS, PROJECT_ROOT, RunConfig, default_data_dir, runs_dir
 
 logger = logging.getLogger("distill_core")
 
@@ -124,6 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
     if add_bench_parser is not None:
         add_bench_parser(sub)
     return p
+
+
+def launch_in_background(args: list[str], log: Path) -> subprocess.Popen:
+    """Start ``python -m distill_core ARGS`` in its own session, output to ``log`` (for the dashboard).
+
+    Short dataset names resolve as under run.sh: ``DISTILL_DATA_DIR`` defaults to ``default_data_dir()``.
+    """
+    env = dict(os.environ)
+    data = default_data_dir()
+    if data is not None:
+        env.setdefault("DISTILL_DATA_DIR", str(data))
+    with open(log, "w") as f:
+        return subprocess.Popen([sys.executable, "-m", "distill_core", *args], cwd=PROJECT_ROOT, env=env,
+                                stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -31,6 +31,15 @@ MODEL_TITLES = {
 }
 
 
+def default_data_dir() -> Path | None:
+    """$DISTILL_DATA_DIR, else the project's ../shared/data when it exists (as run.sh and test.sh set it)."""
+    env = os.environ.get("DISTILL_DATA_DIR")
+    if env:
+        return Path(env)
+    shared = PROJECT_ROOT.parent / "shared" / "data"
+    return shared if shared.is_dir() else None
+
+
 def runs_dir() -> Path:
     """Where runs live: ``$DISTILL_RUNS_DIR`` if set, else ``artifacts/runs`` in the project."""
     env = os.environ.get("DISTILL_RUNS_DIR")

@@ -80,9 +80,9 @@ def environment() -> dict[str, Any]:
     }
 
 
-def load_run_config(run_dir: Path) -> RunConfig:
-    """The RunConfig saved in a run's config.json (the extra sections are ignored)."""
-    d = read_json(Path(run_dir) / CONFIG_FILE)
+def load_run_config(run_dir: Path, d: dict | None = None) -> RunConfig:
+    """The RunConfig saved in a run's config.json, or in ``d`` already read from it (extra sections ignored)."""
+    d = read_json(Path(run_dir) / CONFIG_FILE) if d is None else d
     try:
         return RunConfig.from_dict({k: d[k] for k in ("preset", "data", "model", "train", "kd", "output_dir", "run_id") if k in d})
     except (TypeError, ValueError) as e:
@@ -310,13 +310,14 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
+    saved = read_json(run_dir / CONFIG_FILE)
+    cfg = load_run_config(run_dir, saved)
     kinds = [k for k in MODEL_KINDS if has_model(run_dir, k)]
     if not kinds:
         raise RunError(f"No trained model in {run_dir}; train one with `python -m distill_core train`")
     if splits is None:
         # The folder the run was trained on, even when its short name would resolve elsewhere today.
-        source = read_json(run_dir / CONFIG_FILE).get("dataset_info", {}).get("source")
+        source = saved.get("dataset_info", {}).get("source")
         if source and Path(source).is_dir():
             cfg.data.dataset = source
         splits = load_splits(cfg.data, seed=cfg.train.seed)

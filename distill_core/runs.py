@@ -195,7 +195,8 @@ def read_json(path: Path) -> Any:
         raise RunError(f"{path} is not valid JSON ({e}); the run may be half-written or corrupt") from e
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -219,7 +220,7 @@ def load_run(run_dir: Path) -> RunInfo:
         st = read_json(run_dir / STATUS_FILE)
         info.status, info.stage, info.error = st.get("status", "unknown"), st.get("stage"), st.get("error")
         if info.status == "running" and st.get("host") == socket.gethostname() and st.get("pid"):
-            if not _pid_alive(int(st["pid"])):
+            if not pid_alive(int(st["pid"])):
                 info.status = "failed"
                 info.error = f"interrupted during stage {info.stage!r} (training process {st['pid']} is gone)"
     except RunError as e:

@@ -23,7 +23,6 @@ import io
 import math
 import os
 import subprocess
-import sys
 import time
 import unicodedata
 from contextlib import contextmanager
@@ -37,7 +36,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from .config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, PROJECT_ROOT, runs_dir
+from .cli import launch_in_background
+from .config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, runs_dir
 from .inference import AttentionResult, InputError, TextClassifier, kl_divergence, softmax
 from .runs import (
     BENCH_FILE, PREDICTIONS_FILE, STATUS_FILE, RunError, RunInfo, has_model, list_runs, load_run, read_json,
@@ -1006,15 +1006,6 @@ def cls_png(views: Sequence[AttentionView], names: Sequence[str], colors: Sequen
 # ============================================================================ training from the dashboard
 
 
-def default_data_dir() -> Path | None:
-    """$DISTILL_DATA_DIR, else the project's ../shared/data when it exists."""
-    env = os.environ.get("DISTILL_DATA_DIR")
-    if env:
-        return Path(env)
-    shared = PROJECT_ROOT.parent / "shared" / "data"
-    return shared if shared.is_dir() else None
-
-
 def launch_training(preset: str = "quick") -> tuple[subprocess.Popen, Path]:
     """Start ``python -m distill_core train --preset PRESET`` in the background; returns it and its log file.
 
@@ -1023,15 +1014,7 @@ def launch_training(preset: str = "quick") -> tuple[subprocess.Popen, Path]:
     root = runs_dir()
     root.mkdir(parents=True, exist_ok=True)
     log = root / f".dashboard-train-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    env = dict(os.environ)
-    data = default_data_dir()
-    if data is not None:
-        env.setdefault("DISTILL_DATA_DIR", str(data))
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "distill_core", "train", "--preset", preset],
-                                cwd=PROJECT_ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    return proc, log
+    return launch_in_background(["train", "--preset", preset], log), log
 
 
 @dataclass

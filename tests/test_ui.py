@@ -295,7 +295,9 @@ def test_run_details_markdown(tiny_run):
 
 
 def test_launch_training_runs_the_default_preset_from_the_project(monkeypatch, tmp_path):
-    from distill_core.config import PROJECT_ROOT
+    import subprocess
+
+    from distill_core.config import PROJECT_ROOT, default_data_dir
 
     calls = {}
 
@@ -303,7 +305,7 @@ def test_launch_training_runs_the_default_preset_from_the_project(monkeypatch, t
         def __init__(self, cmd, **kwargs):
             calls.update(cmd=cmd, **kwargs)
 
-    monkeypatch.setattr(ui.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
     monkeypatch.setenv("DISTILL_RUNS_DIR", str(tmp_path))
     monkeypatch.setenv("DISTILL_DATA_DIR", "/somewhere/data")
     _, log = ui.launch_training()
@@ -312,4 +314,4 @@ def test_launch_training_runs_the_default_preset_from_the_project(monkeypatch, t
     assert log.parent == tmp_path and log.name.startswith(".")  # hidden: never listed as a run
     monkeypatch.delenv("DISTILL_DATA_DIR")
     shared = PROJECT_ROOT.parent / "shared" / "data"
-    assert ui.default_data_dir() == (shared if shared.is_dir() else None)
+    assert default_data_dir() == (shared if shared.is_dir() else None)
