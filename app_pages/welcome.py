@@ -29,7 +29,7 @@ def intro_ui() -> None:
 
 
 def no_runs_ui() -> None:
-    st.info(f"No runs yet in `{runs_dir()}`. Train the default run (AG News, about ten minutes on two CPU "
+    st.info(f"No runs yet in `{runs_dir()}`. Train the default run (AG News, about seven minutes on two CPU "
             "cores) with:", icon=":material/info:")
     data = default_data_dir()
     prefix = f"DISTILL_DATA_DIR={data} " if data and "DISTILL_DATA_DIR" not in os.environ else ""

@@ -160,7 +160,7 @@ def _build(klass: type, values: dict[str, Any]) -> Any:
     return klass(**values)
 
 
-# Presets override the dataclass defaults. `quick` is sized for 2 CPU cores in about ten minutes:
+# Presets override the dataclass defaults. `quick` is sized for 2 CPU cores in about ten minutes (6 min 45 s measured):
 # the 6,080-row offline AG News train split, one teacher epoch, two student epochs at a higher
 # learning rate (a student trained a little longer than its teacher catches up; see README).
 PRESETS: dict[str, dict[str, Any]] = {
