@@ -15,7 +15,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from distill_core import ui
+from distill_core import app
+from distill_core.views.runs import default_run_id, run_details_markdown, run_label
 
 ROOT = Path(__file__).resolve().parent
 PAGES = ROOT / "app_pages"
@@ -25,25 +26,25 @@ PICKER_KEY = "run_picker"  # the sidebar selectbox's widget key
 def run_picker_ui(runs) -> None:
     """The run picker, defaulting to the newest complete run.
 
-    The choice lives in ``st.session_state[ui.RUN_KEY]``, a plain key rather than the widget's own, because
+    The choice lives in ``st.session_state[app.RUN_KEY]``, a plain key rather than the widget's own, because
     Streamlit forgets a widget's state on any run that does not draw it; a plain key survives page changes.
     """
     ids = [r.run_id for r in runs]
-    if st.session_state.get(ui.RUN_KEY) not in ids:
+    if st.session_state.get(app.RUN_KEY) not in ids:
         # First visit, or the picked run was deleted: the newest complete run.
-        st.session_state[ui.RUN_KEY] = ui.default_run_id(runs)
-    st.session_state[PICKER_KEY] = st.session_state[ui.RUN_KEY]
-    labels = {r.run_id: ui.run_label(r) for r in runs}
+        st.session_state[app.RUN_KEY] = default_run_id(runs)
+    st.session_state[PICKER_KEY] = st.session_state[app.RUN_KEY]
+    labels = {r.run_id: run_label(r) for r in runs}
     st.sidebar.selectbox("Run", ids, key=PICKER_KEY, format_func=labels.get, on_change=_picked,
                          help="Complete runs, and runs still training (marked so). Newest first.")
 
 
 def _picked() -> None:
-    st.session_state[ui.RUN_KEY] = st.session_state[PICKER_KEY]
+    st.session_state[app.RUN_KEY] = st.session_state[PICKER_KEY]
 
 
 def run_details_ui() -> None:
-    run = ui.selected_run()
+    run = app.selected_run()
     if run is None:
         return
     if run.status == "running":
@@ -52,12 +53,12 @@ def run_details_ui() -> None:
     elif run.status != "complete":
         st.sidebar.error(f"This run {run.status}: {run.error}")
     with st.sidebar.expander("Run details", icon=":material/info:"):
-        st.markdown(ui.run_details_markdown(run))
+        st.markdown(run_details_markdown(run))
 
 
 def failed_toggle_ui() -> None:
     """Failed or interrupted runs are hidden unless asked for (they rarely have every model)."""
-    if ui.failed_runs():
+    if app.failed_runs():
         st.sidebar.toggle("Show failed runs", key="show_failed",
                           help="Runs that crashed or were interrupted; pages show what they left behind.")
 
@@ -74,19 +75,16 @@ def pages(have_runs: bool) -> list:
         st.Page(PAGES / "live_classification.py", title="Live classification", icon=":material/edit_note:",
                 url_path="live_classification"),
         st.Page(PAGES / "attention.py", title="Attention", icon=":material/grid_on:", url_path="attention"),
+        st.Page(PAGES / "performance.py", title="Performance", icon=":material/speed:", url_path="performance"),
     ]
-    # The benchmark page is written separately; the app works before it exists.
-    if (PAGES / "performance.py").is_file():
-        found.append(st.Page(PAGES / "performance.py", title="Performance", icon=":material/speed:",
-                             url_path="performance"))
     return found + [welcome]
 
 
 def main() -> None:
     st.set_page_config(page_title="distill-lens", page_icon=":material/school:", layout="wide")
-    ui.limit_inference_threads()
+    app.limit_inference_threads()
     # The toggle is drawn below the picker but decides what the picker lists: read its state first.
-    runs = ui.available_runs(include_failed=st.session_state.get("show_failed", False))
+    runs = app.available_runs(include_failed=st.session_state.get("show_failed", False))
     if runs:
         run_picker_ui(runs)
         run_details_ui()

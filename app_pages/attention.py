@@ -11,8 +11,11 @@ import dataclasses
 
 import streamlit as st
 
-from distill_core import ui
-from distill_core.config import MODEL_TITLES
+from distill_core import app
+from distill_core.config import MODEL_COLORS, MODEL_TITLES, SHORT_TITLES
+from distill_core.errors import RunError
+from distill_core.views import attention as av
+from distill_core.views import live as lv
 
 TEXT_KEY = "att_text"
 MEAN = -1  # the "mean of heads" choice in a head selector
@@ -23,10 +26,10 @@ CAP_KEY = "att_cap_value"  # the reader's "tokens shown", kept apart from the sl
 def text_ui(run) -> str:
     if TEXT_KEY not in st.session_state:
         try:
-            test_texts = list(ui.predictions_table(run.path)["text"].head(1))
-        except ui.RunError:
+            test_texts = list(app.predictions_table(run.path)["text"].head(1))
+        except RunError:
             test_texts = []
-        st.session_state[TEXT_KEY] = ui.attention_default_text(run.label_names, run.dataset, test_texts)
+        st.session_state[TEXT_KEY] = lv.attention_default_text(run.label_names, run.dataset, test_texts)
     return st.text_area("Text", key=TEXT_KEY, height=80).strip()
 
 
@@ -48,8 +51,8 @@ def selectors_ui(run, other: str, t_att, s_att) -> tuple[int, int | None, int, i
     s_layer = _select(right, f"{MODEL_TITLES[other]} layer", list(range(s_layers)), "att_s_layer", s_layers - 1,
                       lambda i: f"layer {i + 1} of {s_layers}")
     if aligned:
-        mapping = ui.layer_map(run.path, other)
-        t_aligned, exact = ui.aligned_teacher_layer(s_layer, mapping, t_layers, s_layers)
+        mapping = app.layer_map(run.path, other)
+        t_aligned, exact = av.aligned_teacher_layer(s_layer, mapping, t_layers, s_layers)
         st.session_state["att_t_layer"] = t_aligned
         st.caption(f"{MODEL_TITLES[other]} layer {s_layer + 1} was initialised from teacher layer {t_aligned + 1}."
                    if exact else f"No layer map in this student: teacher layer {t_aligned + 1} is the one at the "
@@ -71,7 +74,7 @@ def display_ui(tokens: list[str]) -> tuple[bool, int | None]:
     hide = left.toggle("Hide [CLS], [SEP] and punctuation", key="att_hide",
                        help="Drops their rows and columns and renormalises each row to sum to 1, so the weight "
                             "parked on [SEP] and full stops does not wash out the words.")
-    n_tokens = int(ui.keep_mask(tokens, hide).sum())
+    n_tokens = int(av.keep_mask(tokens, hide).sum())
     cap = None
     if n_tokens > DEFAULT_CAP:
         # The slider is re-created when its range changes (another text, hiding tokens), which would reset
@@ -84,30 +87,30 @@ def display_ui(tokens: list[str]) -> tuple[bool, int | None]:
 
 
 def heatmaps_ui(run, other: str, text: str) -> None:
-    t_att = ui.attention(run.path, "teacher", text)
-    s_att = ui.attention(run.path, other, text)
+    t_att = app.attention(run.path, "teacher", text)
+    s_att = app.attention(run.path, other, text)
     if t_att.n_truncated:
         st.warning(f"The text is longer than the models' {len(t_att.tokens)} tokens: the last "
                    f"{t_att.n_truncated} tokens were cut before the models saw them.")
     t_layer, t_head, s_layer, s_head, aligned = selectors_ui(run, other, t_att, s_att)
     hide, cap = display_ui(t_att.tokens)
-    t_view = ui.attention_view(t_att, t_layer, t_head, hide, cap)
-    s_view = ui.attention_view(s_att, s_layer, s_head, hide, cap)
+    t_view = av.attention_view(t_att, t_layer, t_head, hide, cap)
+    s_view = av.attention_view(s_att, s_layer, s_head, hide, cap)
     if t_view.n_capped:
         st.caption(f"Showing the first {len(t_view.tokens)} of {len(t_view.tokens) + t_view.n_capped} tokens.")
-    labels = ui.classifier(run.path, "teacher").labels
-    titles = [ui.view_title(MODEL_TITLES["teacher"], t_view, labels), ui.view_title(MODEL_TITLES[other], s_view, labels)]
-    st.plotly_chart(ui.attention_pair_figure([t_view, s_view], titles), width="stretch", key="att_pair")
-    png_button("Heatmaps (PNG)", lambda: ui.attention_png([t_view, s_view], titles), f"{run.run_id}_attention.png")
+    labels = app.classifier(run.path, "teacher").labels
+    titles = [av.view_title(MODEL_TITLES["teacher"], t_view, labels), av.view_title(MODEL_TITLES[other], s_view, labels)]
+    st.plotly_chart(av.attention_pair_figure([t_view, s_view], titles), width="stretch", key="att_pair")
+    png_button("Heatmaps (PNG)", lambda: av.attention_png([t_view, s_view], titles), f"{run.run_id}_attention.png")
 
     if aligned:
         st.subheader("Teacher minus student")
-        with ui.friendly_errors("Difference map"):
-            diff = ui.difference_matrix(t_view, s_view)
+        with app.friendly_errors("Difference map"):
+            diff = av.difference_matrix(t_view, s_view)
             title = f"Teacher layer {t_view.layer + 1} − {MODEL_TITLES[other].lower()} layer {s_view.layer + 1}"
-            st.plotly_chart(ui.difference_figure(t_view.tokens, diff, title), key="att_diff")
+            st.plotly_chart(av.difference_figure(t_view.tokens, diff, title), key="att_diff")
             diff_view = dataclasses.replace(t_view, matrix=diff)
-            png_button("Difference (PNG)", lambda: ui.attention_png([diff_view], [title], diff=True),
+            png_button("Difference (PNG)", lambda: av.attention_png([diff_view], [title], diff=True),
                        f"{run.run_id}_attention_diff.png")
     else:
         st.caption("Turn on **Aligned layers** to compare a student layer with the teacher layer it came from, "
@@ -115,13 +118,13 @@ def heatmaps_ui(run, other: str, text: str) -> None:
 
     st.subheader("What [CLS] gathers")
     st.caption("The [CLS] token's attention row in the layers shown: the classifier reads its final vector.")
-    names = [ui.SHORT_TITLES["teacher"], ui.SHORT_TITLES[other]]
-    colors = [ui.MODEL_COLORS["teacher"], ui.MODEL_COLORS[other]]
+    names = [SHORT_TITLES["teacher"], SHORT_TITLES[other]]
+    colors = [MODEL_COLORS["teacher"], MODEL_COLORS[other]]
     if t_view.cls_row is None:
         st.info("This tokenizer puts no [CLS] token first, so there is no [CLS] row to show.")
         return
-    st.plotly_chart(ui.cls_figure([t_view, s_view], names, colors), width="stretch", key="att_cls")
-    png_button("[CLS] attention (PNG)", lambda: ui.cls_png([t_view, s_view], names, colors), f"{run.run_id}_cls.png")
+    st.plotly_chart(av.cls_figure([t_view, s_view], names, colors), width="stretch", key="att_cls")
+    png_button("[CLS] attention (PNG)", lambda: av.cls_png([t_view, s_view], names, colors), f"{run.run_id}_cls.png")
 
 
 def png_button(label: str, render, file_name: str) -> None:
@@ -132,9 +135,8 @@ def png_button(label: str, render, file_name: str) -> None:
 
 def main() -> None:
     st.title("Attention")
-    run = ui.selected_run()
+    run = app.require_run()
     if run is None:
-        st.info("Pick a run in the sidebar.")
         return
     students = [k for k in ("student", "baseline") if k in run.models]
     if "teacher" not in run.models or not students:
@@ -148,7 +150,7 @@ def main() -> None:
     if not text:
         st.info("Type a text above to see its attention.")
         return
-    with ui.friendly_errors("Attention"):
+    with app.friendly_errors("Attention"):
         heatmaps_ui(run, other, text)
 
 

@@ -11,8 +11,10 @@ import random
 
 import streamlit as st
 
-from distill_core import ui
-from distill_core.config import MODEL_KINDS, MODEL_TITLES
+from distill_core import app
+from distill_core.config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, SHORT_TITLES
+from distill_core.errors import RunError
+from distill_core.views import live as lv
 
 TEXT_KEY = "live_text"
 TRUTH_KEY = "live_truth"  # {"text", "label"} of the random test example last loaded
@@ -27,8 +29,8 @@ def _use_example() -> None:
 def _random_example(run_dir) -> None:
     # A callback's exception would surface as a traceback, so the error travels in session state.
     try:
-        df = ui.predictions_table(run_dir)
-    except ui.RunError as e:
+        df = app.predictions_table(run_dir)
+    except RunError as e:
         st.session_state["live_example_error"] = str(e)
         return
     row = df.iloc[random.randrange(len(df))]
@@ -39,7 +41,7 @@ def _random_example(run_dir) -> None:
 
 def input_ui(run) -> str:
     """Example pickers and the text area; returns its text."""
-    examples = ui.example_texts(run.label_names, run.dataset)
+    examples = lv.example_texts(run.label_names, run.dataset)
     if TEXT_KEY not in st.session_state:
         st.session_state[TEXT_KEY] = examples[0] if examples else ""
     left, right = st.columns([4, 1], vertical_alignment="bottom")
@@ -61,8 +63,8 @@ def input_ui(run) -> str:
 def single_ui(run, kinds: list[str], text: str) -> None:
     outputs = []
     for k in kinds:
-        with ui.friendly_errors(MODEL_TITLES[k]):  # one broken model folder should not hide the others
-            outputs.append(ui.predict(run.path, k, text))
+        with app.friendly_errors(MODEL_TITLES[k]):  # one broken model folder should not hide the others
+            outputs.append(app.predict(run.path, k, text))
     if not outputs:
         return
     first = outputs[0]
@@ -70,17 +72,17 @@ def single_ui(run, kinds: list[str], text: str) -> None:
         st.warning(f"This text has {first.n_tokens} tokens; the models read at most "
                    f"{first.n_tokens - first.n_truncated}, so the last **{first.n_truncated} tokens were cut**.",
                    icon=":material/content_cut:")
-    agree, sentence = ui.agreement(outputs)
+    agree, sentence = lv.agreement(outputs)
     (st.success if agree else st.warning)(sentence)
     for col, o in zip(st.columns(len(outputs)), outputs):
-        col.metric(MODEL_TITLES[o.kind], o.label, f"{o.confidence:.1%} confidence", delta_color="off")
+        col.metric(MODEL_TITLES[o.model], o.label, f"{o.confidence:.1%} confidence", delta_color="off")
         col.caption(f":material/timer: {o.ms:.1f} ms · {o.n_tokens} tokens")
-    series = {ui.SHORT_TITLES[o.kind]: o.probs for o in outputs}
-    colors = {ui.SHORT_TITLES[k]: c for k, c in ui.MODEL_COLORS.items()}
-    st.plotly_chart(ui.probabilities_figure(first.labels, series, colors), width="stretch", key="live_probs")
+    series = {SHORT_TITLES[o.model]: o.probs for o in outputs}
+    colors = {SHORT_TITLES[k]: c for k, c in MODEL_COLORS.items()}
+    st.plotly_chart(lv.probabilities_figure(first.labels, series, colors), width="stretch", key="live_probs")
     st.caption("Latency: tokenising and one forward pass on this machine, measured the first time a model "
                "sees the text (batch of one, warm model).")
-    temperature_ui(run, {o.kind: o for o in outputs})
+    temperature_ui(run, {o.model: o for o in outputs})
 
 
 def temperature_ui(run, outputs: dict) -> None:
@@ -95,24 +97,24 @@ def temperature_ui(run, outputs: dict) -> None:
                        "which wrong classes the teacher finds plausible ('dark knowledge').")
     teacher = outputs["teacher"]
     series = {"Teacher, T = 1": teacher.probs, f"Teacher, T = {t:g}": teacher.probs_at(t)}
-    colors = {"Teacher, T = 1": "#9db4d6", f"Teacher, T = {t:g}": ui.MODEL_COLORS["teacher"]}
+    colors = {"Teacher, T = 1": "#9db4d6", f"Teacher, T = {t:g}": MODEL_COLORS["teacher"]}
     for kind in ("student", "baseline"):
         if kind in outputs:
-            name = f"{ui.SHORT_TITLES[kind]}, T = {t:g}"
-            series[name], colors[name] = outputs[kind].probs_at(t), ui.MODEL_COLORS[kind]
+            name = f"{SHORT_TITLES[kind]}, T = {t:g}"
+            series[name], colors[name] = outputs[kind].probs_at(t), MODEL_COLORS[kind]
     left, right = st.columns([3, 1])
-    left.plotly_chart(ui.probabilities_figure(teacher.labels, series, colors), width="stretch", key="live_soft")
+    left.plotly_chart(lv.probabilities_figure(teacher.labels, series, colors), width="stretch", key="live_soft")
     for kind in ("student", "baseline"):
         if kind in outputs:
-            right.metric(f"KL(teacher ‖ {ui.SHORT_TITLES[kind].lower()}) at T = {t:g}",
-                         f"{ui.kl_to_teacher(teacher, outputs[kind], t):.4f} nats",
-                         f"{ui.kl_to_teacher(teacher, outputs[kind], 1.0):.4f} at T = 1", delta_color="off")
+            right.metric(f"KL(teacher ‖ {SHORT_TITLES[kind].lower()}) at T = {t:g}",
+                         f"{lv.kl_to_teacher(teacher, outputs[kind], t):.4f} nats",
+                         f"{lv.kl_to_teacher(teacher, outputs[kind], 1.0):.4f} at T = 1", delta_color="off")
     right.caption("The distilled student's loss has the term α·T²·KL(teacher_T ‖ student_T); "
                   "lower KL means the student mimics the teacher more closely on this text.")
 
 
 def table_out_ui(run, kinds: list[str], texts: list[str], name: str) -> None:
-    table = ui.classify_batch(run.path, kinds, texts)
+    table = app.classify_batch(run.path, kinds, texts)
     if "All agree" in table:
         st.caption(f"{len(table)} texts; the models agree on {table['All agree'].mean():.0%} of them.")
     conf = {c: st.column_config.ProgressColumn(c, format="percent", min_value=0, max_value=1)
@@ -126,17 +128,16 @@ def upload_ui(run, kinds: list[str]) -> None:
     with st.expander("Classify a CSV file", icon=":material/upload_file:"):
         up = st.file_uploader("CSV with a text column", type=["csv"], key="live_upload")
         if up is not None:
-            with ui.friendly_errors("CSV"):
-                texts, column = ui.texts_from_csv(up.getvalue())
+            with app.friendly_errors("CSV"):
+                texts, column = lv.texts_from_csv(up.getvalue())
                 st.caption(f"Column `{column}`.")
                 table_out_ui(run, kinds, texts, f"{run.run_id}_{up.name.rsplit('.', 1)[0]}_predictions")
 
 
 def main() -> None:
     st.title("Live classification")
-    run = ui.selected_run()
+    run = app.require_run()
     if run is None:
-        st.info("Pick a run in the sidebar.")
         return
     kinds = [k for k in MODEL_KINDS if k in run.models]
     for k in MODEL_KINDS:
@@ -147,8 +148,8 @@ def main() -> None:
         st.info("No model of this run can classify yet. Pick a complete run in the sidebar.")
         return
     text = input_ui(run)
-    lines = ui.split_batch(text)
-    with ui.friendly_errors("Classification"):
+    lines = lv.split_batch(text)
+    with app.friendly_errors("Classification"):
         if not lines:
             st.info("Type or paste a text above (or pick an example) to classify it.", icon=":material/keyboard:")
         elif len(lines) > 1:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from distill_core import ui
+from distill_core import app
 from distill_core.config import MODEL_KINDS, MODEL_TITLES
+from distill_core.errors import RunError
+from distill_core.views import overview as ov
 
 PERCENT_COLUMNS = ("Test accuracy", "Agreement with teacher")  # fractions in the table, % on screen
 COLUMN_FORMATS = {
@@ -61,10 +63,10 @@ def display_table(table):
 def table_ui(run) -> None:
     bench = None
     try:
-        bench = ui.bench(run.path)
-    except ui.RunError as e:
+        bench = app.bench(run.path)
+    except RunError as e:
         st.warning(f"bench.json is unreadable, speed columns left out: {e}")
-    table = ui.overview_table(run.results, bench)
+    table = ov.overview_table(run.results, bench)
     headline_ui(table)
     st.subheader("Models on the test set")
     rows = run.results.get("test_rows")
@@ -75,14 +77,14 @@ def table_ui(run) -> None:
                    f"`python -m distill_core bench {run.run_id}`.")
     st.download_button("Download table (CSV)", table.to_csv().encode(), f"{run.run_id}_overview.csv", "text/csv",
                        on_click="ignore", icon=":material/download:")
-    st.plotly_chart(ui.overview_figure(table), width="stretch", key="overview_bars")
+    st.plotly_chart(ov.overview_figure(table), width="stretch", key="overview_bars")
 
 
 def per_class_ui(run) -> None:
     st.subheader("Per-class F1")
-    f1 = ui.per_class_f1(run.results)
+    f1 = ov.per_class_f1(run.results)
     left, right = st.columns([3, 2])
-    left.plotly_chart(ui.per_class_figure(f1), width="stretch", key="per_class_bars")
+    left.plotly_chart(ov.per_class_figure(f1), width="stretch", key="per_class_bars")
     right.dataframe(f1, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in f1.columns},
                     width="stretch")
     models = run.results.get("models", {})
@@ -90,7 +92,7 @@ def per_class_ui(run) -> None:
         cols = st.columns(len(models) or 1)
         for col, kind in zip(cols, [k for k in MODEL_KINDS if k in models]):
             if models[kind].get("confusion_matrix"):
-                col.plotly_chart(ui.confusion_figure(models[kind]["confusion_matrix"], run.label_names,
+                col.plotly_chart(ov.confusion_figure(models[kind]["confusion_matrix"], run.label_names,
                                                      MODEL_TITLES[kind]), width="stretch", key=f"cm_{kind}")
 
 
@@ -101,9 +103,8 @@ def config_ui(run) -> None:
 
 def main() -> None:
     st.title("Overview")
-    run = ui.selected_run()
+    run = app.require_run()
     if run is None:
-        st.info("Pick a run in the sidebar.")
         return
     if run.results is None:
         if run.status == "running":
@@ -113,7 +114,7 @@ def main() -> None:
             st.error(f"Run `{run.run_id}` has no readable results.json ({run.error or 'not evaluated'}). "
                      f"Re-create it with `python -m distill_core evaluate {run.run_id}`.")
     else:
-        with ui.friendly_errors("Results"):
+        with app.friendly_errors("Results"):
             table_ui(run)
             per_class_ui(run)
     config_ui(run)

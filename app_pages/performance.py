@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from distill_core import bench as bench_core
-from distill_core import bench_figures as bf
-from distill_core import ui
+from distill_core import app, jobs
+from distill_core.errors import RunError
+from distill_core.runs import read_progress
+from distill_core.views import performance as pv
 
-PROC_KEY = "bench_proc"  # {run_id: (Popen, log path)} of benches this session started
+JOB_KEY = "bench_jobs"  # {run_id: jobs.Job} of benches this session started
 POLL_S = 2.0
 
 TABLE_FORMATS = {
@@ -33,7 +34,7 @@ TABLE_FORMATS = {
 
 
 def table_formats(columns) -> dict:
-    """Number formats for ``bench_figures.summary_table``, whose latency columns are named by token count."""
+    """Number formats for ``views.performance.summary_table``, whose latency columns are named by token count."""
     formats = dict(TABLE_FORMATS)
     for c in columns:
         if " ms @" in c:
@@ -50,34 +51,30 @@ def command(run_id: str, arch: str = "run") -> str:
 # ----------------------------------------------------------------------------- running a bench
 
 
-def _own_process(run_id: str):
-    return st.session_state.get(PROC_KEY, {}).get(run_id)
+def _own_job(run_id: str) -> jobs.Job | None:
+    return st.session_state.get(JOB_KEY, {}).get(run_id)
 
 
 def start_bench(run, arch: str) -> None:
-    proc, log = bench_core.launch_bench(run.path, arch)
-    st.session_state.setdefault(PROC_KEY, {})[run.run_id] = (proc, log)
+    st.session_state.setdefault(JOB_KEY, {})[run.run_id] = jobs.start_bench(run.path, arch)
 
 
 @st.fragment(run_every=POLL_S)
 def progress_ui(run) -> None:
     """A bench running on this run (started here or from a shell): its progress, then a rerun when it ends."""
-    state = bench_core.read_progress(run.path)
-    mine = _own_process(run.run_id)
+    state = read_progress(run.path, "bench")
+    mine = _own_job(run.run_id)
     if state is not None:
-        st.progress(float(state.get("fraction", 0.0)),
-                    text=f"Benchmarking ({state.get('arch', 'run')}): {state.get('message', '')}")
+        st.progress(state.fraction, text=f"Benchmarking: {state.message}")
         st.caption("Timings share the CPU with everything else: leave the machine alone until it finishes.")
         return
-    if mine is not None and mine[0].poll() is None:
+    if mine is not None and mine.running():
         st.progress(0.0, text="Benchmark starting (loading libraries)…")
         return
     if mine is not None:
-        proc, log = mine
-        st.session_state[PROC_KEY].pop(run.run_id, None)
-        if proc.returncode != 0:
-            tail = log.read_text(errors="replace").strip().splitlines()[-12:] if log.exists() else []
-            st.session_state["bench_error"] = "\n".join(tail) or f"exit code {proc.returncode}"
+        st.session_state[JOB_KEY].pop(run.run_id, None)
+        if mine.returncode != 0:
+            st.session_state["bench_error"] = mine.tail(12) or f"exit code {mine.returncode}"
         st.rerun()
 
 
@@ -87,7 +84,7 @@ def no_bench_ui(run) -> None:
     st.markdown("It times the teacher, the distilled student and the student quantised to int8 (batch-1 latency, "
                 "throughput, load time, memory, int8 accuracy) and the teacher's training throughput, then writes "
                 "`bench.json` into the run folder. Expect a few minutes on a laptop; add `--skip-training` to halve it.")
-    busy = bench_core.read_progress(run.path) is not None or _own_process(run.run_id) is not None
+    busy = read_progress(run.path, "bench") is not None or _own_job(run.run_id) is not None
     if st.button("Run the benchmark now", icon=":material/play_arrow:", disabled=busy or run.status != "complete",
                  help="Runs the command above in the background; this page follows its progress."):
         start_bench(run, "run")
@@ -118,42 +115,32 @@ def headline_ui(b: dict) -> None:
                        help="Teacher training samples/s of the pipeline against Trainer's defaults")
 
 
-def targets_ui(b: dict) -> None:
-    table = bf.targets_table(b)
-    if table.empty:
-        return
-    with st.expander("Targets (issue 4)", expanded=True, icon=":material/flag:"):
-        st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={"Measured": st.column_config.NumberColumn(format="%.2f")})
-
-
 def bench_ui(run, b: dict) -> None:
-    st.caption(bf.machine_caption(b))
+    st.caption(pv.machine_caption(b))
     for note in b.get("notes") or []:
         st.warning(note, icon=":material/warning:")
     headline_ui(b)
-    targets_ui(b)
     st.subheader("Per model")
-    table = bf.summary_table(b)
+    table = pv.summary_table(b)
     st.dataframe(table, hide_index=True, width="stretch", column_config=table_formats(table.columns))
     left, right = st.columns(2)
-    left.plotly_chart(bf.latency_figure(b), width="stretch", key="perf_latency")
-    right.plotly_chart(bf.throughput_figure(b), width="stretch", key="perf_throughput")
-    st.plotly_chart(bf.speedup_accuracy_figure(b), width="stretch", key="perf_speedup")
-    trade = bf.tradeoff_figure(b)
+    left.plotly_chart(pv.latency_figure(b), width="stretch", key="perf_latency")
+    right.plotly_chart(pv.throughput_figure(b), width="stretch", key="perf_throughput")
+    st.plotly_chart(pv.speedup_accuracy_figure(b), width="stretch", key="perf_speedup")
+    trade = pv.tradeoff_figure(b)
     if trade is not None:
         st.plotly_chart(trade, width="stretch", key="perf_tradeoff")
-    st.plotly_chart(bf.size_memory_figure(b), width="stretch", key="perf_size")
+    st.plotly_chart(pv.size_memory_figure(b), width="stretch", key="perf_size")
     st.subheader("Training throughput")
-    training = bf.training_figure(b)
+    training = pv.training_figure(b)
     if training is None:
         st.caption(f"Not measured (`--skip-training`). Re-run `{command(run.run_id)}` without it.")
     else:
         st.plotly_chart(training, width="stretch", key="perf_training")
     with st.expander("Compute: achieved GFLOP/s against this machine's matmul rate"):
-        st.caption("FLOPs are analytic (matmuls of one forward pass, see `distill_core.bench.forward_flops`); "
+        st.caption("FLOPs are analytic (matmuls of one forward pass, see `distill_core.bench.measure.forward_flops`); "
                    "batch-1 latency includes tokenisation, so these are lower bounds.")
-        st.plotly_chart(bf.compute_figure(b), width="stretch", key="perf_compute")
+        st.plotly_chart(pv.compute_figure(b), width="stretch", key="perf_compute")
     with st.expander("bench.json"):
         st.json(b, expanded=1)
 
@@ -161,15 +148,15 @@ def bench_ui(run, b: dict) -> None:
 def classic_pair_ui(run) -> None:
     st.subheader("The classic pair: bert-base vs distilbert-base shapes")
     try:
-        b = bench_core.load_bench(run.path, "bert-base")
-    except ui.RunError as e:
+        b = app.bench(run.path, "bert-base")
+    except RunError as e:
         st.warning(f"bench_bert-base.json is unreadable: {e}")
         return
     if b is None:
         st.caption("How fast would the reports' bert-base-uncased → distilbert-base-uncased pair be here? Measure "
                    f"random-weight models of their shapes (no download): `{command(run.run_id, 'bert-base')}`.")
         return
-    st.caption(bf.machine_caption(b))
+    st.caption(pv.machine_caption(b))
     sp = b.get("speedup") or {}
     cols = st.columns(3)
     for col, (key, label) in zip(cols, (("student_vs_teacher", "distilbert-base vs bert-base"),
@@ -179,30 +166,29 @@ def classic_pair_ui(run) -> None:
             col.metric(label, f"{sp[f'{key}_max_len']:.2f}× faster", f"{sp.get(f'{key}_median_len') or 0:.2f}× at median length",
                        delta_color="off")
     left, right = st.columns(2)
-    left.plotly_chart(bf.latency_figure(b), width="stretch", key="classic_latency")
-    right.plotly_chart(bf.throughput_figure(b), width="stretch", key="classic_throughput")
+    left.plotly_chart(pv.latency_figure(b), width="stretch", key="classic_latency")
+    right.plotly_chart(pv.throughput_figure(b), width="stretch", key="classic_throughput")
 
 
 def main() -> None:
     st.title("Performance")
-    run = ui.selected_run()
+    run = app.require_run()
     if run is None:
-        st.info("Pick a run in the sidebar.")
         return
     if err := st.session_state.pop("bench_error", None):
         st.error("The benchmark failed:")
         st.code(err)
-    running = bench_core.read_progress(run.path) is not None or _own_process(run.run_id) is not None
+    running = read_progress(run.path, "bench") is not None or _own_job(run.run_id) is not None
     if running:
         progress_ui(run)
-    with ui.friendly_errors("Benchmark"):
-        b = ui.bench(run.path)
+    with app.friendly_errors("Benchmark"):
+        b = app.bench(run.path)
         if b is None:
             if not running:
                 no_bench_ui(run)
         else:
             bench_ui(run, b)
-    with ui.friendly_errors("Classic pair"):
+    with app.friendly_errors("Classic pair"):
         classic_pair_ui(run)
 
 

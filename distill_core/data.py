@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from .config import DataConfig
+from .config import DataConfig, data_dir
+from .errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ HUB_NAMES = {
 }
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "document")
 LABEL_COLUMNS = ("label", "labels", "class", "target")
-
-
-class DataError(Exception):
-    """Data that cannot be used as asked; the message names the fix."""
 
 
 @dataclass
@@ -71,11 +67,6 @@ class Splits:
         return DatasetDict(train=self.train, validation=self.validation, test=self.test)
 
 
-def data_dir(cfg: DataConfig) -> Path | None:
-    d = cfg.data_dir or os.environ.get("DISTILL_DATA_DIR")
-    return Path(d).expanduser() if d else None
-
-
 def resolve_dataset(cfg: DataConfig) -> str:
     """The path or hub name to hand to ``load_dataset``.
 
@@ -89,7 +80,7 @@ def resolve_dataset(cfg: DataConfig) -> str:
     if name.startswith((".", "/", "~")):
         raise DataError(f"Dataset folder {name!r} not found. Pass an existing folder in the hub layout "
                         "(CSV/Parquet per split plus a README card), or a hub name such as fancyzhx/ag_news.")
-    ddir = data_dir(cfg)
+    ddir = data_dir(cfg.data_dir)
     if ddir is not None and (ddir / name).is_dir():
         return str((ddir / name).resolve())
     return HUB_NAMES.get(name, name)
@@ -131,7 +122,8 @@ def _load_raw(source: str, cfg: DataConfig) -> DatasetDict:
             raise DataError(f"Could not read the dataset folder {source}: {type(e).__name__}: {e}\nFix: the "
                             "folder needs one CSV/Parquet file per split (train.csv, test.csv, ...) and, "
                             "optionally, a README.md card declaring the splits and label names.") from e
-        where = f"data dir {data_dir(cfg)}" if data_dir(cfg) else "no data dir set"
+        ddir = data_dir(cfg.data_dir)
+        where = f"data dir {ddir}" if ddir else "no data dir set"
         raise DataError(
             f"Could not load dataset {cfg.dataset!r} (tried {source!r}; {where}): {type(e).__name__}: {e}\n"
             "Fix: point --data-dir (or DISTILL_DATA_DIR) at a folder holding a hub-layout copy named "

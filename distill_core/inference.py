@@ -2,6 +2,7 @@
 
     clf = TextClassifier.load("artifacts/runs/<run_id>/student")
     clf.predict_proba(["Stocks rallied on Friday."])        # (N, C) float array
+    pred = clf.classify("Stocks rallied on Friday.")        # one text: label, confidence, tokens cut, ms
     att = clf.attention("Stocks rallied on Friday.")        # att.tokens, att.attentions (L, H, T, T)
 
 Nothing here knows how the model was trained.
@@ -15,21 +16,40 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
+
+from .errors import InputError
+from .models import config_value, load_trained
 
 MAX_INPUT_CHARS = 100_000  # longer inputs are cut before tokenising; max_length truncates far earlier anyway
 
 
-class InputError(ValueError):
-    """Text the model cannot classify (empty, wrong type); the message says what to do."""
-
-
 @dataclass
 class Prediction:
-    label: str
-    probs: np.ndarray  # (C,)
+    """One model's answer for one text."""
+
+    model: str  # the model folder's name: teacher, student, baseline
+    labels: list[str]  # (C,) class names
+    logits: np.ndarray  # (C,)
+    ms: float  # wall time of tokenising + forward pass
     n_tokens: int  # tokens in the full text, [CLS]/[SEP] included
     n_truncated: int  # tokens cut to fit max_length
+
+    @property
+    def probs(self) -> np.ndarray:  # (C,)
+        return softmax(self.logits)
+
+    @property
+    def label(self) -> str:
+        return self.labels[int(self.logits.argmax())]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probs.max())
+
+    def probs_at(self, temperature: float) -> np.ndarray:
+        """(C,) the distribution softened by ``temperature`` (what KD matches at T > 1)."""
+        return softmax(self.logits / float(temperature))
 
 
 @dataclass
@@ -58,7 +78,7 @@ class TextClassifier:
         if not (model_dir / "config.json").is_file():
             raise FileNotFoundError(f"No model at {model_dir} (config.json missing); train it with "
                                     "`python -m distill_core train`")
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager")
+        model = load_trained(model_dir)
         tok = AutoTokenizer.from_pretrained(model_dir)
         if max_length is None:
             max_length = int(getattr(model.config, "distill_max_length", 0) or min(tok.model_max_length, 512))
@@ -70,11 +90,11 @@ class TextClassifier:
 
     @property
     def num_layers(self) -> int:
-        return int(getattr(self.model.config, "num_hidden_layers", None) or self.model.config.n_layers)
+        return config_value(self.model.config, "layers")
 
     @property
     def num_heads(self) -> int:
-        return int(getattr(self.model.config, "num_attention_heads", None) or self.model.config.n_heads)
+        return config_value(self.model.config, "heads")
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -123,16 +143,13 @@ class TextClassifier:
         logits = self.predict_logits(texts, batch_size=batch_size)
         return softmax(logits / float(temperature))
 
-    def predict(self, text: str) -> Prediction:
-        probs = self.predict_proba([text])[0]
-        n = self.count_tokens(text)
-        return Prediction(self.labels[int(probs.argmax())], probs, n, max(0, n - self.max_length))
-
-    def timed_predict(self, text: str) -> tuple[Prediction, float]:
-        """A prediction and its wall time in milliseconds (tokenisation included)."""
+    def classify(self, text: str) -> Prediction:
+        """One text: its logits, the tokens cut to fit ``max_length``, and the wall time (tokenising included)."""
         t0 = time.perf_counter()
-        pred = self.predict(text)
-        return pred, (time.perf_counter() - t0) * 1000.0
+        logits = self.predict_logits([text])[0]  # (C,)
+        n = self.count_tokens(text)
+        ms = (time.perf_counter() - t0) * 1000.0
+        return Prediction(self.name, self.labels, logits, ms, n, max(0, n - self.max_length))
 
     @torch.inference_mode()
     def attention(self, text: str) -> AttentionResult:

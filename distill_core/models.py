@@ -16,19 +16,24 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
-    BertForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
     PreTrainedModel,
 )
 
 from .config import PACKAGED_TEACHER
+from .errors import ModelError
 
 logger = logging.getLogger(__name__)
 
-
-class ModelError(Exception):
-    """A model that cannot be loaded or built; the message says how to fix it."""
+# BERT and DistilBERT name the same shape differently: quantity -> (BERT config name, DistilBERT config name).
+CONFIG_ALIASES = {
+    "layers": ("num_hidden_layers", "n_layers"),
+    "hidden": ("hidden_size", "dim"),
+    "heads": ("num_attention_heads", "n_heads"),
+    "ffn": ("intermediate_size", "hidden_dim"),
+    "positions": ("max_position_embeddings", "max_position_embeddings"),
+}
 
 
 def packaged_teacher_path() -> Path:
@@ -190,6 +195,32 @@ def build_student(model_cfg, label_names: list[str]) -> DistilBertForSequenceCla
     return student
 
 
+def config_value(config, quantity: str) -> int:
+    """One of ``CONFIG_ALIASES``' quantities read from a BERT- or DistilBERT-style config."""
+    for name in CONFIG_ALIASES[quantity]:
+        value = getattr(config, name, None)
+        if value is not None:
+            return int(value)
+    raise ModelError(f"{type(config).__name__} has none of {CONFIG_ALIASES[quantity]}; "
+                     "use a BERT- or DistilBERT-family model")
+
+
+def encoder_shape(config) -> dict[str, int]:
+    """Layers, hidden size, heads, FFN size and classes of a BERT or DistilBERT config."""
+    shape = {q: config_value(config, q) for q in ("layers", "hidden", "heads", "ffn")}
+    return {**shape, "classes": int(config.num_labels)}
+
+
+def load_trained(model_dir: str | Path, attentions: bool = True) -> PreTrainedModel:
+    """A trained classifier from a run's model folder (``from_pretrained`` alone, safetensors only).
+
+    Args:
+        attentions: load with eager attention, which returns attention maps (SDPA returns none).
+    """
+    kw = {"attn_implementation": "eager"} if attentions else {}
+    return AutoModelForSequenceClassification.from_pretrained(Path(model_dir), use_safetensors=True, **kw)
+
+
 def num_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -199,32 +230,14 @@ def describe(model: PreTrainedModel) -> dict:
     cfg = model.config
     return {
         "class": type(model).__name__,
-        "layers": int(getattr(cfg, "num_hidden_layers", None) or cfg.n_layers),
-        "hidden": int(getattr(cfg, "hidden_size", None) or cfg.dim),
-        "heads": int(getattr(cfg, "num_attention_heads", None) or cfg.n_heads),
+        **{q: config_value(cfg, q) for q in ("layers", "hidden", "heads")},
         "parameters": num_parameters(model),
         "layer_map": getattr(cfg, "distill_layer_map", None),
     }
 
 
-def tiny_bert_config(vocab_size: int, label_names: list[str], **overrides) -> BertConfig:
-    """A small random-init BERT config (for tests and smoke runs; no download)."""
-    kw = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-              intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.1,
-              attention_probs_dropout_prob=0.1, type_vocab_size=2, pad_token_id=0)
-    kw.update(overrides)
-    return BertConfig(**kw, **label_maps(label_names))
-
-
-def tiny_teacher(vocab_size: int, label_names: list[str], seed: int = 0, **overrides) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    cfg = tiny_bert_config(vocab_size, label_names, **overrides)
-    cfg._attn_implementation = "eager"
-    return BertForSequenceClassification(cfg)
-
-
 __all__ = [
-    "ModelError", "build_student", "build_student_from_teacher", "default_layer_map", "describe",
-    "label_maps", "load_pretrained_student", "load_teacher", "load_tokenizer", "num_parameters",
-    "packaged_teacher_path", "resolve_model_path", "tiny_bert_config", "tiny_teacher",
+    "CONFIG_ALIASES", "ModelError", "build_student", "build_student_from_teacher", "config_value",
+    "default_layer_map", "describe", "encoder_shape", "label_maps", "load_pretrained_student", "load_teacher",
+    "load_tokenizer", "load_trained", "num_parameters", "packaged_teacher_path", "resolve_model_path",
 ]

@@ -1,17 +1,22 @@
-"""A run is a folder, and the folder is the interface between training and the dashboard.
+"""A run is a folder, and the folder is the interface between training, the bench and the dashboard.
+
+This module owns every name in it; everything else asks here (``metrics_path``, ``model_dir``, ...).
 
     artifacts/runs/<run_id>/
         status.json            {"status": "running"|"complete"|"failed", "stage", "error", "pid", "host", "updated"}
         config.json            resolved RunConfig + dataset info + library versions + device
         <model>_train.csv      one row per optimizer step (appended while training)
         <model>_val.csv        one row per evaluation (appended while training)
-        teacher/ student/ baseline/   save_pretrained folders (config, tokenizer, model.safetensors)
+        teacher/ student/ baseline/   save_pretrained folders (config.json, tokenizer, model.safetensors)
         results.json           test metrics per model, teacher-student agreement
         predictions.parquet    one row per test example: text, label, label_name, <model>_pred, <model>_probs (list)
-        bench.json             speed/size figures (python -m distill_core bench)
+        bench.json             speed/size figures (``bench RUN``); bench_<arch>.json for reference shapes
+        .progress-<job>.json   while a job (train, bench) runs: {"job", "fraction", "message", "pid", "host", "updated"}
+    artifacts/runs/.logs/<run_id>-<job>.log   output of a job started from the dashboard
 
 Everything except the CSVs appears only when whole: it is written to a temporary name, then renamed.
-``<model>`` is one of ``teacher``, ``student`` (distilled) and ``baseline``.
+``<model>`` is one of ``teacher``, ``student`` (distilled) and ``baseline``. A run id is a plain name
+(``config.RUN_ID_RULE``), so every path built from one stays inside the runs folder.
 """
 
 from __future__ import annotations
@@ -25,23 +30,50 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .config import MODEL_KINDS, runs_dir
+from .config import CONFIG_FILE_FIELDS, MODEL_KINDS, RUN_ID_PATTERN, RunConfig, check_run_id, runs_dir
+from .errors import ConfigError, RunError
 
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.parquet"
 BENCH_FILE = "bench.json"
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_CONFIG = "config.json"
+LOGS_DIR = ".logs"
 
 TRAIN_COLUMNS = ["step", "epoch", "batch", "train_loss", "train_accuracy", "learning_rate", "examples_seen", "elapsed_s"]
 KD_COLUMNS = ["kd_loss", "ce_loss"]
 VAL_COLUMNS = ["step", "epoch", "examples_seen", "elapsed_s", "val_loss", "val_accuracy", "val_macro_f1"]
 
 
-class RunError(Exception):
-    """A run folder that cannot be read as asked; the message says what is wrong and how to fix it."""
+# ----------------------------------------------------------------------------- names
+
+
+def model_dir(run_dir: Path, kind: str) -> Path:
+    """The ``save_pretrained`` folder of one model of a run."""
+    return Path(run_dir) / kind
+
+
+def metrics_path(run_dir: Path, kind: str, split: str) -> Path:
+    """``<kind>_<split>.csv``: ``split`` is ``train`` (per step) or ``val`` (per evaluation)."""
+    return Path(run_dir) / f"{kind}_{split}.csv"
+
+
+def bench_path(run_dir: Path, arch: str = "run") -> Path:
+    """``bench.json`` for the run's own models, ``bench_<arch>.json`` for a reference architecture."""
+    return Path(run_dir) / (BENCH_FILE if arch == "run" else f"bench_{arch}.json")
+
+
+def progress_path(run_dir: Path, job: str) -> Path:
+    return Path(run_dir) / f".progress-{job}.json"
+
+
+def log_path(root: Path, run_id: str, job: str) -> Path:
+    """Where a job started in the background writes its output; hidden, so never listed as a run."""
+    return Path(root) / LOGS_DIR / f"{check_run_id(run_id)}-{job}.log"
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -146,6 +178,48 @@ def set_status(run_dir: Path, status: str, stage: str | None = None, error: str 
     )
 
 
+# ----------------------------------------------------------------------------- progress (train and bench alike)
+
+
+@dataclass
+class Progress:
+    """How far a job running on a run has got."""
+
+    job: str  # train | bench
+    fraction: float  # 0..1
+    message: str
+    pid: int | None = None
+    host: str | None = None
+    updated: float | None = None  # epoch seconds
+
+
+def write_progress(run_dir: Path, job: str, fraction: float, message: str) -> None:
+    """Say how far ``job`` has got; readers see the last whole write (``read_progress``)."""
+    write_json_atomic(progress_path(run_dir, job), {
+        "job": job, "fraction": min(max(float(fraction), 0.0), 1.0), "message": message,
+        "pid": os.getpid(), "host": socket.gethostname(), "updated": time.time()})
+
+
+def clear_progress(run_dir: Path, job: str) -> None:
+    progress_path(run_dir, job).unlink(missing_ok=True)
+
+
+def read_progress(run_dir: Path, job: str) -> Progress | None:
+    """The progress of ``job`` on this run, or None when none runs.
+
+    A file left behind by a job that was killed (its process gone, on this host) counts as none running.
+    """
+    try:
+        d = json.loads(progress_path(run_dir, job).read_text())
+        p = Progress(job=job, fraction=float(d["fraction"]), message=str(d["message"]), pid=d.get("pid"),
+                     host=d.get("host"), updated=d.get("updated"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if p.host == socket.gethostname() and p.pid and not pid_alive(int(p.pid)):
+        return None
+    return p
+
+
 # ----------------------------------------------------------------------------- reading runs
 
 
@@ -180,8 +254,8 @@ class RunInfo:
 
 
 def has_model(run_dir: Path, kind: str) -> bool:
-    d = Path(run_dir) / kind
-    return (d / "config.json").is_file() and (d / "model.safetensors").is_file()
+    d = model_dir(run_dir, kind)
+    return (d / MODEL_CONFIG).is_file() and (d / MODEL_WEIGHTS).is_file()
 
 
 def read_json(path: Path) -> Any:
@@ -204,6 +278,15 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def load_run_config(run_dir: Path, d: dict | None = None) -> RunConfig:
+    """The RunConfig saved in a run's config.json, or in ``d`` already read from it (extra sections ignored)."""
+    d = read_json(Path(run_dir) / CONFIG_FILE) if d is None else d
+    try:
+        return RunConfig.from_dict({k: d[k] for k in CONFIG_FILE_FIELDS if k in d})
+    except (TypeError, ConfigError) as e:
+        raise RunError(f"{run_dir}/config.json does not describe a run config: {e}") from e
 
 
 def load_run(run_dir: Path) -> RunInfo:
@@ -254,6 +337,8 @@ def resolve_run(ref: str | Path, root: Path | None = None) -> Path:
     p = Path(ref).expanduser()
     if p.is_dir():
         return p.resolve()
+    if not RUN_ID_PATTERN.fullmatch(str(ref)):
+        raise RunError(f"No run folder at {ref!r}. List runs with `python -m distill_core runs`.")
     cand = (Path(root) if root else runs_dir()) / str(ref)
     if cand.is_dir():
         return cand.resolve()
@@ -268,7 +353,7 @@ def read_metrics(run_dir: Path, kind: str, split: str) -> "Any":
     """
     import pandas as pd
 
-    path = Path(run_dir) / f"{kind}_{split}.csv"
+    path = metrics_path(run_dir, kind, split)
     if not path.is_file():
         raise RunError(f"{path.name} is missing: the {kind} model has not been trained in this run (yet)")
     try:
@@ -280,9 +365,3 @@ def read_metrics(run_dir: Path, kind: str, split: str) -> "Any":
     # Coerce to numbers; a row cut off mid-write becomes NaN and is dropped.
     df = df.apply(pd.to_numeric, errors="coerce").dropna(subset=["step"])
     return df.reset_index(drop=True)
-
-
-def iter_model_dirs(run_dir: Path, kinds: Iterable[str] = MODEL_KINDS) -> Iterable[tuple[str, Path]]:
-    for k in kinds:
-        if has_model(run_dir, k):
-            yield k, Path(run_dir) / k

@@ -1,7 +1,8 @@
 """One training loop for every model; the objective (loss) is what differs.
 
     result = train(model, train_loader, val_loader, objective=cross_entropy_objective,
-                   settings=LoopSettings(epochs=1, learning_rate=5e-5), callbacks=[csv_logger])
+                   settings=LoopSettings.from_config(cfg.train, "teacher"), callbacks=[csv_logger])
+    train(..., settings=LoopSettings(max_steps=20))          # a step budget instead of epochs (the bench)
 
 The loop knows nothing about teachers, files or the dashboard: an *objective* turns a model and a batch
 into a loss, and *callbacks* receive each step's and each evaluation's metrics (the pipeline writes them
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -40,6 +41,8 @@ class Callback(Protocol):
 
 @dataclass
 class LoopSettings:
+    """How one model is trained: the ``TrainConfig`` fields of the same names, resolved for that model."""
+
     epochs: float = 1.0
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
@@ -49,7 +52,20 @@ class LoopSettings:
     gamma_every: int = 10
     max_grad_norm: float = 1.0
     eval_every: int | None = None
+    max_steps: int | None = None  # a step budget; overrides epochs
     desc: str = "train"
+
+    @classmethod
+    def from_config(cls, train_cfg, kind: str) -> "LoopSettings":
+        """The settings for ``kind`` (teacher, student, baseline): its epochs and learning rate, the rest shared."""
+        shared = {f.name: getattr(train_cfg, f.name) for f in fields(cls) if hasattr(train_cfg, f.name)}
+        return cls(**{**shared, "epochs": train_cfg.epochs_for(kind), "learning_rate": train_cfg.lr_for(kind),
+                      "desc": kind})
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        if self.max_steps is not None:
+            return max(1, int(self.max_steps))
+        return max(1, math.ceil(self.epochs * steps_per_epoch))
 
 
 @dataclass
@@ -57,7 +73,6 @@ class TrainResult:
     steps: int
     examples_seen: int
     elapsed_s: float
-    final_eval: dict[str, float] = field(default_factory=dict)
 
     @property
     def samples_per_s(self) -> float:
@@ -138,14 +153,18 @@ def predict_logits(model: torch.nn.Module, loader: DataLoader, device: torch.dev
     return lg, lb
 
 
+def accuracy_f1(labels: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 of predicted class ids (N,) against true ones (N,): every figure of both in the
+    project (validation, test, the bench) comes from here."""
+    labels, pred = np.asarray(labels), np.asarray(pred)
+    return {"accuracy": float((pred == labels).mean()),
+            "macro_f1": float(f1_score(labels, pred, average="macro", zero_division=0))}
+
+
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    pred = logits.argmax(-1)
+    """Cross-entropy loss, accuracy and macro-F1 of logits (N, C) against labels (N,)."""
     loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels).long()).item()
-    return {
-        "loss": float(loss),
-        "accuracy": float((pred == labels).mean()),
-        "macro_f1": float(f1_score(labels, pred, average="macro", zero_division=0)),
-    }
+    return {"loss": float(loss), **accuracy_f1(labels, logits.argmax(-1))}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -180,20 +199,20 @@ def train(
     accelerator: Accelerator,
     callbacks: list[Callback] = (),
 ) -> TrainResult:
-    """Train ``model`` in place for ``settings.epochs`` (fractions allowed) with ``objective``.
+    """Train ``model`` in place for ``settings.epochs`` (fractions allowed) or ``settings.max_steps``.
 
     Validation runs every ``eval_every`` steps (if set) and at the end of each epoch and of training.
     """
     optimizer = _optimizer(model, settings.learning_rate, settings.weight_decay)
-    steps_per_epoch = len(train_loader)
-    total_steps = max(1, math.ceil(settings.epochs * steps_per_epoch))
+    total_steps = settings.total_steps(len(train_loader))
     scheduler = _scheduler(optimizer, settings, total_steps)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     steps_per_epoch = len(train_loader)  # per process, after sharding
+    planned_epochs = settings.epochs if settings.max_steps is None else total_steps / steps_per_epoch
 
-    def evaluate(step: int, epoch: float) -> dict[str, float]:
+    def evaluate(step: int, epoch: float) -> None:
         if val_loader is None:
-            return {}
+            return
         lg, lb = predict_logits(accelerator.unwrap_model(model), val_loader, accelerator.device)
         m = classification_metrics(lg, lb)
         row = {"step": step, "epoch": round(epoch, 4), "examples_seen": seen, "elapsed_s": time.perf_counter() - t0,
@@ -201,11 +220,9 @@ def train(
         for cb in callbacks:
             cb.on_eval(row)
         model.train()
-        return m
 
     step, seen, t0 = 0, 0, time.perf_counter()
     last_eval_step = -1
-    final: dict[str, float] = {}
     bar = tqdm(total=total_steps, desc=settings.desc, disable=not accelerator.is_local_main_process, unit="step")
     model.train()
     epoch = 0
@@ -237,14 +254,14 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{acc:.2f}")
             if settings.eval_every and step % settings.eval_every == 0:
-                final = evaluate(step, epoch + (b_idx + 1) / steps_per_epoch)
+                evaluate(step, epoch + (b_idx + 1) / steps_per_epoch)
                 last_eval_step = step
         epoch += 1
         if last_eval_step != step:
-            final = evaluate(step, min(epoch, settings.epochs))
+            evaluate(step, min(epoch, planned_epochs))
             last_eval_step = step
     bar.close()
-    return TrainResult(steps=step, examples_seen=seen, elapsed_s=time.perf_counter() - t0, final_eval=final)
+    return TrainResult(steps=step, examples_seen=seen, elapsed_s=time.perf_counter() - t0)
 
 
 def make_accelerator(mixed_precision: str = "auto", cpu: bool = False) -> Accelerator:

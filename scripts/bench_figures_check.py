@@ -1,4 +1,4 @@
-"""Draw every Performance-page figure of a bench into one HTML file, and print the targets.
+"""Draw every Performance-page figure of a bench into one HTML file, and print the bench's table.
 
     python scripts/bench_figures_check.py RUN                     # RUN/bench.json -> RUN/bench_figures.html
     python scripts/bench_figures_check.py RUN --arch bert-base    # RUN/bench_bert-base.json
@@ -14,17 +14,16 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from distill_core import bench as bench_core  # noqa: E402
-from distill_core import bench_figures as bf  # noqa: E402
-from distill_core.runs import resolve_run  # noqa: E402
+from distill_core.bench.report import format_table
+from distill_core.bench.settings import ARCHS
+from distill_core.runs import bench_path, resolve_run
+from distill_core.views import performance as pv
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bench", help="run id, run folder, or a bench JSON file")
-    p.add_argument("--arch", default="run", choices=bench_core.ARCHS)
+    p.add_argument("--arch", default="run", choices=ARCHS)
     p.add_argument("--out", type=Path, help="HTML file to write (default: next to the bench JSON)")
     return p.parse_args()
 
@@ -32,16 +31,15 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     src = Path(args.bench)
-    path = src if src.is_file() else bench_core.bench_path(resolve_run(args.bench), args.arch)
+    path = src if src.is_file() else bench_path(resolve_run(args.bench), args.arch)
     bench = json.loads(path.read_text())
-    figures = bf.all_figures(bench)
+    figures = pv.all_figures(bench)
     out = args.out or path.with_name(path.stem + "_figures.html")
-    parts = [f"<h2>{path}</h2><p>{bf.machine_caption(bench)}</p>",
-             bf.summary_table(bench).to_html(float_format=lambda v: f"{v:.3g}"),
-             bf.targets_table(bench).to_html(index=False)]
+    parts = [f"<h2>{path}</h2><p>{pv.machine_caption(bench)}</p>",
+             pv.summary_table(bench).to_html(float_format=lambda v: f"{v:.3g}")]
     parts += [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures.values())]
     out.write_text("<html><body>" + "\n".join(parts) + "</body></html>")
-    print(bench_core.format_table(bench))
+    print(format_table(bench))
     print(f"\n{len(figures)} figures ({', '.join(figures)}) -> {out}")
     return 0
 

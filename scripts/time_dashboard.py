@@ -6,7 +6,7 @@ and the student's attention maps are computed and drawn.
 
 Two figures, each over texts the caches have not seen (the models are loaded once first: "warm"):
 
-* core: ``ui.predict`` x3 + ``ui.attention`` x2 + the attention views and plotly figures the pages build;
+* core: ``app.predict`` x3 + ``app.attention`` x2 + the attention views and plotly figures the pages build;
 * pages: a whole rerun of the Live classification page and of the Attention page under Streamlit's
   ``AppTest`` after typing a new text (script run and element serialisation included, no browser).
 """
@@ -17,13 +17,11 @@ import argparse
 import logging
 import os
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from distill_core.config import PROJECT_ROOT as ROOT
 
 TEXT = "Stocks rallied on Friday after the central bank held interest rates, lifting shares of {}."
 WORDS = ["banks", "airlines", "retailers", "carmakers", "miners", "insurers", "utilities", "chipmakers",
@@ -47,17 +45,19 @@ def summary(name: str, ms: list[float]) -> str:
 
 
 def time_core(run_dir: Path, repeats: int) -> list[float]:
-    from distill_core import ui
+    from distill_core import app
+    from distill_core.views import attention as av
+    from distill_core.views import live as lv
 
     out = []
     for i in range(-1, repeats):  # i = -1 loads the models: not timed
         t0 = time.perf_counter()
-        preds = [ui.predict(run_dir, k, text(i)) for k in ("teacher", "student", "baseline")]
-        atts = [ui.attention(run_dir, k, text(i)) for k in ("teacher", "student")]
-        views = [ui.attention_view(a) for a in atts]  # last layer, mean over heads
-        ui.attention_pair_figure(views, ["teacher", "student"]).to_json()
-        ui.cls_figure(views, ["teacher", "student"], ["#000", "#f00"]).to_json()
-        ui.probabilities_figure(preds[0].labels, {p.kind: p.probs for p in preds}).to_json()
+        preds = [app.predict(run_dir, k, text(i)) for k in ("teacher", "student", "baseline")]
+        atts = [app.attention(run_dir, k, text(i)) for k in ("teacher", "student")]
+        views = [av.attention_view(a) for a in atts]  # last layer, mean over heads
+        av.attention_pair_figure(views, ["teacher", "student"]).to_json()
+        av.cls_figure(views, ["teacher", "student"], ["#000", "#f00"]).to_json()
+        lv.probabilities_figure(preds[0].labels, {p.model: p.probs for p in preds}).to_json()
         if i >= 0:
             out.append((time.perf_counter() - t0) * 1000)
     return out
@@ -91,7 +91,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    from distill_core import ui
+    from distill_core import app
     from distill_core.config import runs_dir
     from distill_core.runs import list_runs, load_run, resolve_run
 
@@ -106,7 +106,7 @@ def main() -> None:
     arch = info.config.get("architectures", {})
     print(f"run {info.run_id}: max_length {info.config.get('data', {}).get('max_length')}, "
           + ", ".join(f"{k} {a.get('layers')} layers / {a.get('parameters', 0) / 1e6:.1f}M" for k, a in arch.items()))
-    threads = ui.limit_inference_threads()  # as dashboard.py does
+    threads = app.limit_inference_threads()  # as dashboard.py does
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, torch {torch.__version__}, "
           f"{threads} inference thread(s) (DISTILL_DASHBOARD_THREADS)")
 

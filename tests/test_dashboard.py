@@ -311,7 +311,7 @@ def test_train_button_starts_a_run_and_follows_it(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from distill_core import ui
+    from distill_core import jobs
 
     root = tmp_path / "runs"
     monkeypatch.setenv("DISTILL_RUNS_DIR", str(root))
@@ -319,20 +319,21 @@ def test_train_button_starts_a_run_and_follows_it(tmp_path, monkeypatch):
             "(d / 'status.json').write_text(json.dumps({'status': 'running', 'stage': 'teacher'})); "
             "time.sleep(float(sys.argv[2]))")
 
-    def launch(preset):
+    def start_train(preset):
         assert preset == "quick"
         root.mkdir(parents=True, exist_ok=True)
         log = root / ".train.log"
         log.write_text("fake training log\n")
-        return subprocess.Popen([sys.executable, "-c", fake, str(root), "1.5"]), log
+        proc = subprocess.Popen([sys.executable, "-c", fake, str(root), "1.5"])
+        return jobs.Job("train", "20990101-000000_fake", root / "20990101-000000_fake", log, proc)
 
-    monkeypatch.setattr(ui, "launch_training", launch)
+    monkeypatch.setattr(jobs, "start_train", start_train)
     at = open_app()
     at.button[0].click().run()
     assert at.status[0].label == "Training the default run…"
     progress = at.get("progress")[0].proto.text
     assert progress.startswith("starting") or "20990101-000000_fake" in progress
-    proc = at.session_state["train_proc"][0]
+    proc = at.session_state["train_job"].process
     proc.wait(timeout=30)
     at.run()
     assert not at.exception

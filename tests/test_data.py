@@ -103,6 +103,7 @@ def test_short_name_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_DATA_DIR", str(tmp_path))
     assert resolve_dataset(DataConfig(dataset="ag_news")).endswith("ag_news")
     monkeypatch.delenv("DISTILL_DATA_DIR")
+    monkeypatch.setattr("distill_core.config.SHARED_DATA_DIR", tmp_path / "no_shared_copies")
     assert resolve_dataset(DataConfig(dataset="ag_news")) == "fancyzhx/ag_news"
     assert resolve_dataset(DataConfig(dataset="imdb")) == "stanfordnlp/imdb"
 

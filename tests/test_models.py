@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from distill_core.models import (
-    ModelError, build_student_from_teacher, default_layer_map, describe, packaged_teacher_path, tiny_teacher,
+    ModelError, build_student_from_teacher, default_layer_map, describe, packaged_teacher_path,
 )
+from tiny_models import tiny_teacher
 
 LABELS = ["a", "b", "c"]
 

@@ -228,3 +228,22 @@ def test_runs_are_listed_newest_first_whatever_their_names(tmp_path, tiny_run):
         cfg["created"] = created
         (tmp_path / name / "config.json").write_text(json.dumps(cfg))
     assert [r.run_id for r in list_runs(tmp_path)] == ["aaa_new", "zzz_old"]
+
+
+def test_training_reports_optimizer_steps_as_progress(tmp_path, dataset_dir, teacher_dir, monkeypatch):
+    """The run's own progress report counts optimizer steps over all models; it is gone once the run is done."""
+    from distill_core import pipeline
+
+    reports = []
+    monkeypatch.setattr(pipeline, "PROGRESS_EVERY_S", 0.0)
+    real = pipeline.write_progress
+    monkeypatch.setattr(pipeline, "write_progress",
+                        lambda run_dir, job, fraction, message: (reports.append((fraction, message)),
+                                                                 real(run_dir, job, fraction, message)))
+    assert main(train_args(dataset_dir, teacher_dir, tmp_path, "progress")) == 0
+    fractions = [f for f, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    # 57 train rows / batch 8 = 8 steps per epoch, 2 epochs each: teacher 16 + student 16 + baseline 16 = 48.
+    assert any(m == "stage student, 16/48 optimizer steps" for _, m in reports)
+    assert any(m == "stage baseline, 32/48 optimizer steps" for _, m in reports)
+    assert not (tmp_path / "progress" / ".progress-train.json").exists()

@@ -1,12 +1,13 @@
-"""Figures and tables of a bench (``bench.json``) for the Performance page: pure functions of the dict.
+"""Performance: the bench's (``bench.json``) tables and figures, pure functions of its dict.
 
-    bench = json.loads(Path("artifacts/runs/<run_id>/bench.json").read_text())
+    bench = load_bench(run_dir)     # distill_core.bench.report; the page gets it through distill_core.app
     summary_table(bench)            # one row per model, every figure side by side (DataFrame)
     latency_figure(bench)           # batch-1 latency bars with p95 whiskers, per length
     tradeoff_figure(bench)          # accuracy against latency, one point per model
 
 Nothing here reads files or imports Streamlit; a missing section (no training comparison, no accuracy for
-random bert-base shapes) gives a figure without it, or None where the whole figure would be empty.
+random bert-base shapes) gives a figure without it, or None where the whole figure would be empty. Speed-up
+ratios come from ``bench.report.speedup``, as everywhere else.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .config import MODEL_COLORS
+from ..bench.report import PAIRS, latency_p50, speedup
+from ..config import MODEL_COLORS
 
 LENGTHS = {"median_len": "median length", "max_len": "max length"}
 TRAINING = {"pipeline": ("Pipeline (length-grouped)", "#2a9d5c"),
@@ -57,8 +59,6 @@ def summary_table(bench: dict[str, Any]) -> pd.DataFrame:
         DataFrame indexed by model key (``teacher``, ``student``, ``student_int8``), numeric columns.
     """
     models = _models(bench)
-    t_max = _get(bench, "models", "teacher", "latency_ms", "max_len", "p50")
-    t_med = _get(bench, "models", "teacher", "latency_ms", "median_len", "p50")
     med, mx = _tokens(bench, "median_len"), _tokens(bench, "max_len")
     rows = []
     for key, m in models:
@@ -68,13 +68,12 @@ def summary_table(bench: dict[str, Any]) -> pd.DataFrame:
             "Model": _title(key, m),
             "Parameters": m.get("parameters"),
             "Size (MB)": m["size_bytes"] / 2**20 if m.get("size_bytes") else None,
-            f"p50 ms @{med} tok": _get(lat, "median_len", "p50"),
+            f"p50 ms @{med} tok": latency_p50(m, "median_len"),
             f"p95 ms @{med} tok": _get(lat, "median_len", "p95"),
-            f"p50 ms @{mx} tok": _get(lat, "max_len", "p50"),
+            f"p50 ms @{mx} tok": latency_p50(m, "max_len"),
             f"p95 ms @{mx} tok": _get(lat, "max_len", "p95"),
-            "Speed-up vs teacher (median length)": t_med / _get(lat, "median_len", "p50")
-            if t_med and _get(lat, "median_len", "p50") else None,
-            "Speed-up vs teacher (max length)": t_max / _get(lat, "max_len", "p50") if t_max and _get(lat, "max_len", "p50") else None,
+            "Speed-up vs teacher (median length)": speedup(bench, "teacher", key, "median_len"),
+            "Speed-up vs teacher (max length)": speedup(bench, "teacher", key, "max_len"),
             "Throughput (texts/s)": m.get("throughput_texts_per_s"),
             "Load time (s)": m.get("load_time_s"),
             "Peak memory (MB)": m.get("peak_rss_mb"),
@@ -83,15 +82,6 @@ def summary_table(bench: dict[str, Any]) -> pd.DataFrame:
             "GFLOP/s (max length)": _get(m, "gflops_per_s", "max_len"),
         })
     return pd.DataFrame(rows).set_index("key") if rows else pd.DataFrame()
-
-
-def targets_table(bench: dict[str, Any]) -> pd.DataFrame:
-    """The issue's targets: what, target, measured value, and whether it is met (``None``: not measured)."""
-    rows = []
-    for t in bench.get("targets") or []:
-        rows.append({"Target": t.get("what"), "Needed": t.get("target"), "Measured": t.get("value"),
-                     "Met": None if t.get("met") is None else ("yes" if t["met"] else "no")})
-    return pd.DataFrame(rows, columns=["Target", "Needed", "Measured", "Met"])
 
 
 def machine_caption(bench: dict[str, Any]) -> str:
@@ -175,26 +165,19 @@ def size_memory_figure(bench: dict[str, Any]) -> go.Figure:
 
 
 def speedup_accuracy_figure(bench: dict[str, Any]) -> go.Figure:
-    """Speed-ups (p50 latency ratios) with the targets as markers, next to test accuracy per model."""
-    sp = bench.get("speedup") or {}
-    targets = {t["key"]: t["threshold"] for t in bench.get("targets") or [] if "threshold" in t}
+    """Speed-ups (p50 latency ratios), next to test accuracy per model."""
     fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
                         subplot_titles=["Speed-up (batch 1, p50 latency ratio)", "Test accuracy"])
     pairs = [("student_vs_teacher", "student vs teacher", MODEL_COLORS["student"]),
              ("int8_vs_student", "int8 vs fp32 student", MODEL_COLORS["student_int8"]),
              ("int8_vs_teacher", "int8 vs teacher", "#7a6a2a")]
     for name, label, color in pairs:
-        y = [sp.get(f"{name}_{length}") for length in LENGTHS]
+        y = [speedup(bench, *PAIRS[name], length) for length in LENGTHS]
         if all(v is None for v in y):
             continue
         fig.add_trace(go.Bar(x=list(LENGTHS.values()), y=y, name=label, marker_color=color,
                              text=[f"{v:.2f}×" if v else "" for v in y], textposition="outside",
                              hovertemplate="%{x}: %{y:.2f}×<extra>" + label + "</extra>"), 1, 1)
-        target = targets.get(f"{name}_max_len")
-        if target:
-            fig.add_hline(y=target, line=dict(color=color, dash="dash", width=1.5), row=1, col=1)
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=color, dash="dash"),
-                                     name=f"target {label}, max length: {target:g}×"), 1, 1)
     fig.add_hline(y=1.0, line=dict(color="#999", dash="dot"), row=1, col=1)
     acc = [(k, m) for k, m in _models(bench) if m.get("accuracy") is not None]
     if acc:
@@ -239,7 +222,7 @@ def tradeoff_figure(bench: dict[str, Any], length: str = "max_len") -> go.Figure
 
 def training_figure(bench: dict[str, Any]) -> go.Figure | None:
     """Teacher training samples/s of the pipeline, fixed padding and Trainer's defaults, and the pipeline's
-    speed-up over each peer against its target (None if the comparison was not run)."""
+    speed-up over each peer (None if the comparison was not run)."""
     t = bench.get("training_throughput")
     if not t:
         return None
@@ -257,21 +240,14 @@ def training_figure(bench: dict[str, Any]) -> go.Figure | None:
                          textposition="outside", showlegend=False,
                          hovertemplate="%{x}<br>%{y:.2f} samples/s<extra></extra>"), 1, 1)
     fig.update_yaxes(range=[0, max(values, default=1) * 1.18], row=1, col=1)
-    targets = {tg["key"]: tg["threshold"] for tg in bench.get("targets") or [] if "threshold" in tg}
-    ratios = [(f"vs {label}" + (f"<br>(target {targets[key]:g}×)" if key in targets else ""), t.get(key),
-               targets.get(key), TRAINING[peer][1])
+    ratios = [(f"vs {label}", t.get(key), TRAINING[peer][1])
               for peer, key, label in (("fixed_padding", "pipeline_vs_fixed_padding", "fixed padding"),
                                        ("trainer", "pipeline_vs_trainer", "Trainer"))
               if t.get(key)]
-    fig.add_trace(go.Bar(x=[r[0] for r in ratios], y=[r[1] for r in ratios], marker_color=[r[3] for r in ratios],
+    fig.add_trace(go.Bar(x=[r[0] for r in ratios], y=[r[1] for r in ratios], marker_color=[r[2] for r in ratios],
                          text=[f"{r[1]:.2f}×" for r in ratios], textposition="outside", showlegend=False,
                          hovertemplate="pipeline %{x}: %{y:.2f}×<extra></extra>"), 1, 2)
-    with_target = [r for r in ratios if r[2]]
-    if with_target:
-        fig.add_trace(go.Scatter(x=[r[0] for r in with_target], y=[r[2] for r in with_target], mode="markers",
-                                 marker=dict(symbol="line-ew-open", size=44, color="#c0392b", line=dict(width=3)),
-                                 name="target", hovertemplate="target %{y:g}×<extra></extra>"), 1, 2)
-    top = max([r[1] for r in ratios] + [r[2] for r in with_target], default=1)
+    top = max([r[1] for r in ratios], default=1)
     fig.update_yaxes(range=[0, top * 1.2], row=1, col=2)
     fig.add_hline(y=1.0, line=dict(color="#999", dash="dot"), row=1, col=2)
     fig.update_layout(title=f"Teacher training: batch {t.get('batch_size')}, {t.get('timed_steps')} timed steps of "

@@ -1,0 +1,268 @@
+"""The dashboard's one Streamlit module: run selection, errors on a page, and cached loaders over run folders.
+
+Pages stay thin: they read widgets, call a loader here or a pure function in ``views/``, and draw.
+
+    run = app.require_run()                                 # the run picked in the sidebar (or a note, then None)
+    with app.friendly_errors("Attention"): ...              # the project's errors as a message, bugs as internal errors
+    pred = app.predict(run.path, "student", "Stocks rallied.")   # inference.Prediction: label, probs (C,), ms, ...
+    att = app.attention(run.path, "teacher", "Stocks rallied.")  # tokens (T,), attentions (L, H, T, T)
+
+Caching: models are ``st.cache_resource`` (loaded once per process and shared by every session), derived data
+is ``st.cache_data``. Every cache is keyed by the path *and* the file's ``(mtime_ns, size)``, so a re-trained
+run, or a CSV that grows while training, is read afresh without restarting the app. Per-user state (the picked
+run, a job this user started) lives in ``st.session_state``, never in a cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from .config import MODEL_TITLES, runs_dir
+from .errors import DistillError, RunError
+from .inference import AttentionResult, InputError, Prediction, TextClassifier
+from .runs import (
+    MODEL_CONFIG, MODEL_WEIGHTS, PREDICTIONS_FILE, RunInfo, bench_path, has_model, list_runs, load_run, metrics_path,
+    model_dir, read_json, read_metrics,
+)
+from .views.live import batch_table
+from .views.runs import default_run_id
+
+logger = logging.getLogger(__name__)
+
+RUN_KEY = "run_id"  # st.session_state key of the sidebar run picker (kept across pages)
+TRAIN_COMMAND = "python -m distill_core train"  # the default (`quick`) run
+MAX_BATCH_TEXTS = 1000  # batch classification cap, so one paste cannot stall the app
+
+
+# ============================================================================ runs and selection
+
+
+def available_runs(include_failed: bool = False) -> list[RunInfo]:
+    """Runs under ``runs_dir()`` the picker offers, newest first: complete and running (and failed, if asked).
+
+    Not cached: listing reads a few small JSON files per run, and a cached list would hide a run that
+    just started or finished.
+    """
+    keep = {"complete", "running"} | ({"failed", "unknown"} if include_failed else set())
+    return [r for r in list_runs(runs_dir()) if r.status in keep]
+
+
+def failed_runs() -> list[RunInfo]:
+    return [r for r in list_runs(runs_dir()) if r.status not in ("complete", "running")]
+
+
+def selected_run() -> RunInfo | None:
+    """The run picked in the sidebar (``st.session_state[RUN_KEY]``), read afresh; else the default run.
+
+    The fallback covers a page run before any picker has (AppTest running a page file on its own).
+    """
+    run_id = st.session_state.get(RUN_KEY)
+    if run_id:
+        try:
+            return load_run(runs_dir() / run_id)
+        except RunError:
+            pass  # deleted since it was picked
+    runs = available_runs()
+    run_id = default_run_id(runs)
+    return next((r for r in runs if r.run_id == run_id), None)
+
+
+def require_run() -> RunInfo | None:
+    """The picked run; with none, a note saying to pick one, and None (the page then stops)."""
+    run = selected_run()
+    if run is None:
+        st.info("Pick a run in the sidebar.")
+    return run
+
+
+@contextmanager
+def friendly_errors(what: str) -> Iterator[None]:
+    """Show an error in this block on the page instead of a traceback; the rest of the page still renders.
+
+    The project's own errors (bad input, a broken run, a missing model) are the user's to fix: one line with
+    the fix. Anything else is a bug of ours: logged with its traceback and shown as an internal error, the
+    details folded away.
+    """
+    try:
+        yield
+    except DistillError as e:
+        st.error(f"**{what}:** {e}")
+    except Exception as e:
+        logger.exception("Internal error in the dashboard (%s)", what)
+        st.error(f"**{what}:** internal error in distill-lens ({type(e).__name__}). This is not a problem with "
+                 "your input or your run; please report it with the details below.", icon=":material/bug_report:")
+        with st.expander("Details"):
+            st.code("".join(traceback.format_exception(e)), language="text")
+
+
+# ============================================================================ cached loaders
+
+
+def limit_inference_threads(n: int | None = None) -> int:
+    """Give torch ``n`` CPU threads (default ``$DISTILL_DASHBOARD_THREADS``, else 1) for the whole process.
+
+    The app classifies one short text at a time: one thread is about as fast as two, and it does not
+    collapse when a training run shares the CPU. On 2 cores with a run training, three classifications
+    plus two attention maps took 15-35 ms with one thread and 1.6 s with two (the thread pool spins
+    waiting for a core). Called by the entry point, not at import, so importing this module changes nothing.
+    """
+    import torch
+
+    n = int(n or os.environ.get("DISTILL_DASHBOARD_THREADS") or 1)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """``(mtime_ns, size)`` of a file, the cache key part that changes when the file is rewritten."""
+    try:
+        s = Path(path).stat()
+    except OSError:
+        return None
+    return (s.st_mtime_ns, s.st_size)
+
+
+def model_stamp(run_dir: Path, kind: str) -> tuple:
+    d = model_dir(run_dir, kind)
+    return (file_stamp(d / MODEL_WEIGHTS), file_stamp(d / MODEL_CONFIG))
+
+
+@st.cache_resource(max_entries=9, show_spinner="Loading model…")
+def _load_classifier(model_path: str, stamp: tuple) -> TextClassifier:
+    clf = TextClassifier.load(model_path)
+    # torch's first forward pass pays one-off set-up costs; pay them here so that the latency the live
+    # page reports is the model's, warm.
+    clf.predict_logits(["warm up"])
+    return clf
+
+
+def classifier(run_dir: Path, kind: str) -> TextClassifier:
+    """The run's ``kind`` model, loaded once per process (and again only when its files change).
+
+    Raises:
+        RunError: the model folder is missing or cannot be loaded; the message says how to fix it.
+    """
+    run_dir = Path(run_dir)
+    if not has_model(run_dir, kind):
+        raise RunError(f"The {MODEL_TITLES[kind].lower()} is missing from run {run_dir.name} (no complete "
+                       f"`{kind}/` folder). Train it with `{TRAIN_COMMAND} --models {kind}` or pick another run.")
+    try:
+        return _load_classifier(str(model_dir(run_dir, kind)), model_stamp(run_dir, kind))
+    except Exception as e:  # a half-written or foreign folder: from_pretrained raises many types
+        raise RunError(f"The {MODEL_TITLES[kind].lower()} in {model_dir(run_dir, kind)} could not be loaded "
+                       f"({type(e).__name__}: {e}); the folder may be half-written. Re-train the run.") from e
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _predict(model_path: str, stamp: tuple, text: str) -> Prediction:
+    return _load_classifier(model_path, stamp).classify(text)
+
+
+def predict(run_dir: Path, kind: str, text: str) -> Prediction:
+    """Classify one text with one model (cached per model file and text, so sliders do not re-run it).
+
+    Raises:
+        InputError: empty text. RunError: the model is missing or broken.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("The text is empty: type or paste some words to classify.")
+    classifier(run_dir, kind)  # raises the friendly error; the model is then in the resource cache
+    return _predict(str(model_dir(run_dir, kind)), model_stamp(run_dir, kind), text)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _attention(model_path: str, stamp: tuple, text: str) -> AttentionResult:
+    return _load_classifier(model_path, stamp).attention(text)
+
+
+def attention(run_dir: Path, kind: str, text: str) -> AttentionResult:
+    """Tokens and the attention tensor ``(L, H, T, T)`` of one model for one text (cached)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("The text is empty: type a sentence to see its attention.")
+    classifier(run_dir, kind)
+    return _attention(str(model_dir(run_dir, kind)), model_stamp(run_dir, kind), text)
+
+
+def layer_map(run_dir: Path, kind: str = "student") -> list[int] | None:
+    """Teacher layer each student layer was initialised from (the student's ``distill_layer_map``)."""
+    m = getattr(classifier(run_dir, kind).model.config, "distill_layer_map", None)
+    return [int(x) for x in m] if m else None
+
+
+@st.cache_data(max_entries=16, show_spinner="Classifying…")
+def _classify_batch(models: tuple[tuple[str, str, tuple], ...], texts: tuple[str, ...]) -> pd.DataFrame:
+    probs = {}
+    for kind, model_path, stamp in models:
+        clf = _load_classifier(model_path, stamp)
+        probs[kind] = (clf.labels, clf.predict_proba(list(texts)))  # (N, C)
+    return batch_table(texts, probs)
+
+
+def classify_batch(run_dir: Path, kinds: Sequence[str], texts: Sequence[str]) -> pd.DataFrame:
+    """One row per text: each model's label and confidence, and whether they all agree.
+
+    Raises:
+        InputError: no text, or more than ``MAX_BATCH_TEXTS``. RunError: a model is missing.
+    """
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise InputError("No text to classify.")
+    if len(texts) > MAX_BATCH_TEXTS:
+        raise InputError(f"{len(texts)} texts: the dashboard classifies at most {MAX_BATCH_TEXTS} at once; "
+                         f"use `python -m distill_core evaluate` for a whole dataset.")
+    for k in kinds:
+        classifier(run_dir, k)
+    models = tuple((k, str(model_dir(run_dir, k)), model_stamp(run_dir, k)) for k in kinds)
+    return _classify_batch(models, tuple(texts))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _read_metrics(run_dir: str, kind: str, split: str, stamp: tuple | None) -> pd.DataFrame:
+    return read_metrics(Path(run_dir), kind, split)
+
+
+def metrics(run_dir: Path, kind: str, split: str) -> pd.DataFrame:
+    """``<kind>_<split>.csv`` as a DataFrame; re-read whenever the file grows (a run still training)."""
+    return _read_metrics(str(run_dir), kind, split, file_stamp(metrics_path(run_dir, kind, split)))
+
+
+def csv_bytes(run_dir: Path, kind: str, split: str) -> bytes:
+    return metrics_path(run_dir, kind, split).read_bytes()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _read_predictions(path: str, stamp: tuple | None) -> pd.DataFrame:
+    if stamp is None:
+        raise RunError(f"{PREDICTIONS_FILE} is missing from {Path(path).parent.name}: the run has not been "
+                       "evaluated yet (it appears when training finishes)")
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises its own types for a truncated file
+        raise RunError(f"{PREDICTIONS_FILE} could not be read ({type(e).__name__}: {e}); re-create it with "
+                       "`python -m distill_core evaluate RUN`") from e
+
+
+def predictions_table(run_dir: Path) -> pd.DataFrame:
+    """The run's test set with each model's prediction (``predictions.parquet``)."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    return _read_predictions(str(path), file_stamp(path))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _read_bench(path: str, stamp: tuple | None) -> dict | None:
+    return read_json(Path(path)) if stamp is not None else None
+
+
+def bench(run_dir: Path, arch: str = "run") -> dict | None:
+    """``bench.json`` (or ``bench_<arch>.json``) or None if the run has not been benchmarked that way."""
+    path = bench_path(run_dir, arch)
+    return _read_bench(str(path), file_stamp(path))

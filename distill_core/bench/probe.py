@@ -1,0 +1,98 @@
+"""Load time and peak memory of one model, each measured in a fresh Python process.
+
+    probe(run_dir / "student", quantize=True, texts=texts, settings=settings, qengine="x86")
+    # -> {"load_time_s", "quantize_time_s", "rss_before_load_mb", "peak_rss_mb"}
+
+``probe`` starts ``python -m distill_core.bench.probe`` (this module) with a JSON spec on stdin; the child loads
+the model, classifies the texts once and prints one ``BENCH_PROBE {...}`` line. A fresh process per model keeps
+one model's memory out of another's figures. It is not a user command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import PROJECT_ROOT
+from .measure import quantize_int8
+from .settings import BenchSettings
+
+PROBE_MARK = "BENCH_PROBE "  # starts the child's one line of results on stdout
+PROBE_MODULE = "distill_core.bench.probe"  # this module, run as the child
+
+
+def probe(model_dir: Path, quantize: bool, texts: list[str], settings: BenchSettings,
+          qengine: str | None = None) -> dict[str, Any]:
+    """Load ``model_dir`` in a fresh Python process, classify ``texts`` once, and report its load time and peak
+    resident memory (see ``_probe_main``).
+
+    Args:
+        quantize: quantise the loaded model to int8 (on ``qengine``), as the bench's ``student_int8``.
+    """
+    spec = {"model_dir": str(model_dir), "quantize": quantize, "texts": texts, "batch_size": settings.batch_size,
+            "threads": torch.get_num_threads(), "qengine": qengine, "device": settings.device}
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    # cwd: `-m distill_core...` resolves from the project folder whether or not the package is installed.
+    proc = subprocess.run([sys.executable, "-m", PROBE_MODULE], input=json.dumps(spec), capture_output=True,
+                          text=True, env=env, cwd=str(PROJECT_ROOT), timeout=900)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(PROBE_MARK)]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise RuntimeError(f"The memory probe for {model_dir} failed (exit {proc.returncode}):\n{tail}")
+    return json.loads(lines[-1][len(PROBE_MARK):])
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of this program's memory. Not ``ru_maxrss``:
+    that one survives ``exec`` and so reports the (large) parent bench process the probe was forked from.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
+
+
+def _probe_main() -> None:
+    """The fresh process: read a JSON spec on stdin, print one ``BENCH_PROBE {...}`` line.
+
+    Imports (torch, transformers and the BERT/DistilBERT modelling code) come before the clock starts, so
+    ``load_time_s`` is the load from disk (plus quantisation for int8, also reported on its own).
+    """
+    import psutil
+    import transformers.models.bert.modeling_bert  # noqa: F401 - imported before timing, see docstring
+    import transformers.models.distilbert.modeling_distilbert  # noqa: F401
+
+    from ..inference import TextClassifier
+
+    spec = json.loads(sys.stdin.read())
+    torch.set_num_threads(int(spec["threads"]))
+    rss_before = psutil.Process().memory_info().rss / 2**20
+    t0 = time.perf_counter()
+    clf = TextClassifier.load(spec["model_dir"], device=spec["device"])
+    t1 = time.perf_counter()
+    if spec["quantize"]:
+        clf.model = quantize_int8(clf.model, spec["qengine"], inplace=True)  # as a server would: no fp32 copy kept
+    t2 = time.perf_counter()
+    clf.predict_proba(spec["texts"], batch_size=int(spec["batch_size"]))
+    print(PROBE_MARK + json.dumps({
+        "load_time_s": t2 - t0, "quantize_time_s": t2 - t1 if spec["quantize"] else None,
+        "rss_before_load_mb": rss_before, "peak_rss_mb": _peak_rss_mb(),
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    _probe_main()

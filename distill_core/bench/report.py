@@ -1,0 +1,143 @@
+"""Reading a bench (``bench.json``): speed-up ratios, what int8 costs, and the table the CLI prints.
+
+    bench = load_bench(run_dir)                     # None when the run has not been benchmarked
+    latency_p50(bench["models"]["student"], "max_len")
+    speedup(bench, "teacher", "student", "max_len") # how many times faster the student is than the teacher
+    print(format_table(bench))
+
+This is the one place speed-up ratios are computed: ``run`` stores them in bench.json through ``speedups``, and
+the Performance page and the dashboard's overview ask ``speedup`` for theirs. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..runs import bench_path, read_json
+
+LENGTHS = ("median_len", "max_len")  # the two batch-1 latencies of every model entry
+# The ratios stored in bench.json's "speedup": name -> (reference model, faster model).
+PAIRS = {"student_vs_teacher": ("teacher", "student"), "int8_vs_student": ("student", "student_int8"),
+         "int8_vs_teacher": ("teacher", "student_int8")}
+
+
+def load_bench(run_dir: Path, arch: str = "run") -> dict[str, Any] | None:
+    """A run's bench dict, or None when it has not been benchmarked (a corrupt file raises RunError)."""
+    path = bench_path(run_dir, arch)
+    return read_json(path) if path.is_file() else None
+
+
+# ----------------------------------------------------------------------------- accessors and ratios
+
+
+def latency_p50(model: dict | None, length: str = "median_len") -> float | None:
+    """p50 batch-1 latency in ms of one bench.json model entry at ``length`` (``median_len`` or ``max_len``);
+    None if absent or malformed."""
+    try:
+        return float(model["latency_ms"][length]["p50"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def throughput(model: dict | None) -> float | None:
+    """Texts/s of one bench.json model entry at the bench's batch size; None if absent or malformed."""
+    try:
+        return float(model["throughput_texts_per_s"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def speedup(bench: dict[str, Any], reference: str, model: str, length: str = "max_len") -> float | None:
+    """How many times faster ``model`` is than ``reference`` (>1: faster), or None when either was not measured.
+
+    Args:
+        bench: a bench.json dict.
+        reference, model: model keys (``teacher``, ``student``, ``student_int8``).
+        length: ``median_len`` or ``max_len`` (the ratio of p50 batch-1 latencies, reference / model), or
+            ``throughput`` (the ratio of texts/s, model / reference).
+    """
+    models = bench.get("models") or {}
+    a, b = models.get(reference), models.get(model)
+    if length == "throughput":
+        return _ratio(throughput(b), throughput(a))
+    return _ratio(latency_p50(a, length), latency_p50(b, length))
+
+
+def speedups(models: dict[str, dict]) -> dict[str, float | None]:
+    """The ``speedup`` section of bench.json: ``<pair>_<median_len|max_len|throughput>`` for each of ``PAIRS``."""
+    bench = {"models": models}
+    out = {}
+    for name, (reference, model) in PAIRS.items():
+        for length in (*LENGTHS, "throughput"):
+            out[f"{name}_{length}"] = speedup(bench, reference, model, length)
+    return out
+
+
+def int8_cost(models: dict[str, dict], engine: str | None, engine_trial: dict | None = None) -> dict[str, Any] | None:
+    """What int8 costs against the fp32 student: accuracy and macro-F1 points lost, and the size ratio; plus the
+    engine used and the trial that chose it. None without both students."""
+    s, q = models.get("student"), models.get("student_int8")
+    if not s or not q:
+        return None
+    drop = lambda k: (s[k] - q[k]) * 100 if s.get(k) is not None and q.get(k) is not None else None  # noqa: E731
+    return {"engine": engine, "engine_trial_ms_max_len": engine_trial or {},
+            "accuracy_drop_points": drop("accuracy"), "macro_f1_drop_points": drop("macro_f1"),
+            "size_ratio": _ratio(s["size_bytes"], q["size_bytes"])}
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def format_table(bench: dict[str, Any]) -> str:
+    """The bench as a plain-text table (what ``python -m distill_core bench`` prints)."""
+    m, s = bench["machine"], bench["settings"]
+    lines = [f"{bench['run_id']} ({s['arch']}) on {m['cpu_model']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
+             f"torch {m['torch']}; fp32 matmul {m['matmul_gflops']:.0f} GFLOP/s",
+             f"batch-1 latency: p50 / p95 over {s['repeats']} runs, tokenisation included; "
+             f"throughput at batch {s['batch_size']} on {s['texts']} test texts"]
+    med, mx = s["median_tokens"], s["max_length"]
+    head = (f"{'model':<30} {'params':>7} {'size MB':>8} {f'ms @{med} tok':>14} {f'ms @{mx} tok':>15} {'texts/s':>8} "
+            f"{'GFLOP/s':>8} {'load s':>7} {'peak MB':>8} {'acc':>6} {'F1':>6}")
+    lines += [head, "-" * len(head)]
+    for r in bench["models"].values():
+        lat = r["latency_ms"]
+        lines.append(
+            f"{r['title']:<30} {r['parameters'] / 1e6:>6.1f}M {r['size_bytes'] / 2**20:>8.1f} "
+            f"{lat['median_len']['p50']:>6.1f} / {lat['median_len']['p95']:>5.1f} "
+            f"{lat['max_len']['p50']:>7.1f} / {lat['max_len']['p95']:>5.1f} {r['throughput_texts_per_s']:>8.1f} "
+            f"{r['gflops_per_s']['max_len']:>8.1f} {_f(r.get('load_time_s'), '7.2f')} {_f(r.get('peak_rss_mb'), '8.0f')} "
+            f"{_f(r.get('accuracy'), '6.3f')} {_f(r.get('macro_f1'), '6.3f')}")
+    sp = bench["speedup"]
+    lines.append("")
+    lines.append("speed-up (p50)          median length   max length   throughput")
+    for name, label in (("student_vs_teacher", "student vs teacher"), ("int8_vs_student", "int8 vs student"),
+                        ("int8_vs_teacher", "int8 vs teacher")):
+        if sp.get(f"{name}_max_len") is not None:
+            lines.append(f"  {label:<21} {_f(sp.get(f'{name}_median_len'), '12.2f')}x {_f(sp.get(f'{name}_max_len'), '11.2f')}x "
+                         f"{_f(sp.get(f'{name}_throughput'), '11.2f')}x")
+    if bench.get("int8") and bench["int8"].get("accuracy_drop_points") is not None:
+        q = bench["int8"]
+        lines.append(f"  int8 ({q['engine']}) costs {q['accuracy_drop_points']:+.2f} accuracy points, "
+                     f"{q['macro_f1_drop_points']:+.2f} macro-F1 points; {q['size_ratio']:.1f}x smaller")
+    t = bench.get("training_throughput")
+    if t:
+        pe = t["padding_efficiency"]
+        lines += ["", f"teacher training, batch {t['batch_size']}, {t['timed_steps']} timed steps (samples/s, real-token share):",
+                  f"  pipeline ({t['pipeline_batching']})  {t['pipeline_samples_per_s']:8.1f}  {pe['pipeline']:.0%}",
+                  f"  fixed padding to {t['max_length']:<5}    {t['fixed_padding_samples_per_s']:8.1f}  {pe['fixed_padding']:.0%}"
+                  f"   pipeline {t['pipeline_vs_fixed_padding']:.2f}x",
+                  f"  Trainer defaults          {t['trainer_samples_per_s']:8.1f}  {pe['trainer']:.0%}"
+                  f"   pipeline {t['pipeline_vs_trainer']:.2f}x"]
+    notes = bench.get("notes") or []
+    lines += [""] * bool(notes) + [f"note: {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def _f(v: float | None, spec: str) -> str:
+    width = int(spec.split(".")[0]) if spec[0].isdigit() else 0
+    return format(v, spec) if v is not None else "-".rjust(width)

@@ -1,0 +1,112 @@
+"""The ``evaluate`` command: each saved model of a run on the test split -> ``results.json`` + ``predictions.parquet``.
+
+    results = evaluate_run(run_dir)          # recomputes both files from the checkpoints
+
+The pipeline calls it at the end of training (with the splits it already holds and its training times);
+``python -m distill_core evaluate RUN`` calls it alone, reading the dataset folder the run was trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from datasets import DatasetDict
+from sklearn.metrics import classification_report, confusion_matrix
+from transformers import AutoTokenizer
+
+from .config import MODEL_KINDS
+from .data import Splits, load_splits, make_loader, tokenize_splits
+from .errors import RunError
+from .models import describe, load_trained, num_parameters
+from .runs import (
+    CONFIG_FILE, MODEL_WEIGHTS, PREDICTIONS_FILE, RESULTS_FILE, has_model, load_run_config, model_dir, read_json,
+    write_json_atomic,
+)
+from .training import accuracy_f1, predict_logits
+
+logger = logging.getLogger(__name__)
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def run_splits(run_dir: Path, saved: dict | None = None) -> Splits:
+    """The splits a run was trained on: the dataset folder it recorded, even when its short name would resolve
+    elsewhere today (another ``DISTILL_DATA_DIR``)."""
+    saved = read_json(Path(run_dir) / CONFIG_FILE) if saved is None else saved
+    cfg = load_run_config(run_dir, saved)
+    source = saved.get("dataset_info", {}).get("source")
+    if source and Path(source).is_dir():
+        cfg.data.dataset = source
+    return load_splits(cfg.data, seed=cfg.train.seed)
+
+
+def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | None = None) -> dict:
+    """(Re)compute ``results.json`` and ``predictions.parquet`` from the saved models on the test split."""
+    run_dir = Path(run_dir)
+    saved = read_json(run_dir / CONFIG_FILE)
+    cfg = load_run_config(run_dir, saved)
+    kinds = [k for k in MODEL_KINDS if has_model(run_dir, k)]
+    if not kinds:
+        raise RunError(f"No trained model in {run_dir}; train one with `python -m distill_core train`")
+    splits = splits if splits is not None else run_splits(run_dir, saved)
+    old = {}
+    if (run_dir / RESULTS_FILE).exists():
+        try:
+            old = read_json(run_dir / RESULTS_FILE)
+        except RunError:
+            old = {}
+    tokenizer = AutoTokenizer.from_pretrained(model_dir(run_dir, kinds[0]))
+    test = tokenize_splits(DatasetDict(test=splits.test), tokenizer, cfg.data.max_length)["test"]
+    loader = make_loader(test, tokenizer, cfg.train.eval_batch_size, shuffle=False)
+    labels = np.asarray(list(splits.test["label"]))
+    names = splits.label_names
+    results: dict[str, Any] = {"label_names": names, "test_rows": len(labels), "models": {}}
+    preds = pd.DataFrame({"text": list(splits.test["text"]), "label": labels,
+                          "label_name": [names[i] for i in labels]})
+    pred_by_kind = {}
+    for kind in kinds:
+        model = load_trained(model_dir(run_dir, kind), attentions=False)
+        lg, lb = predict_logits(model, loader, desc=f"test {kind}")
+        assert (lb == labels).all(), "test loader order differs from the split order"
+        probs = torch.softmax(torch.from_numpy(lg), -1).numpy()
+        pred = probs.argmax(-1)
+        pred_by_kind[kind] = pred
+        report = classification_report(labels, pred, labels=list(range(len(names))), target_names=names,
+                                       output_dict=True, zero_division=0)
+        results["models"][kind] = {
+            **accuracy_f1(labels, pred),
+            "per_class": {n: {m: float(report[n][m]) for m in ("precision", "recall", "f1-score", "support")} for n in names},
+            "confusion_matrix": confusion_matrix(labels, pred, labels=list(range(len(names)))).tolist(),
+            "parameters": num_parameters(model),
+            "size_bytes": (model_dir(run_dir, kind) / MODEL_WEIGHTS).stat().st_size,
+            "dir_size_bytes": dir_size(model_dir(run_dir, kind)),
+            "layers": describe(model)["layers"],
+        }
+        # Training figures come from the pipeline; `evaluate` alone keeps the ones already recorded.
+        training = (timings or {}).get(kind) or old.get("models", {}).get(kind, {}).get("training")
+        if training:
+            results["models"][kind]["training"] = training
+        preds[f"{kind}_pred"] = pred
+        preds[f"{kind}_probs"] = list(probs.astype(np.float32))
+        del model
+    if "teacher" in pred_by_kind:
+        for kind in ("student", "baseline"):
+            if kind in pred_by_kind:
+                results["models"][kind]["agreement_with_teacher"] = float((pred_by_kind[kind] == pred_by_kind["teacher"]).mean())
+                results["models"][kind]["accuracy_retention"] = (
+                    results["models"][kind]["accuracy"] / max(results["models"]["teacher"]["accuracy"], 1e-12))
+    write_json_atomic(run_dir / RESULTS_FILE, results)
+    tmp = run_dir / f".{PREDICTIONS_FILE}.tmp"
+    preds.to_parquet(tmp, index=False)
+    tmp.replace(run_dir / PREDICTIONS_FILE)
+    for kind, r in results["models"].items():
+        logger.info("test %-8s accuracy %.4f  macro-F1 %.4f  params %.1fM", kind, r["accuracy"], r["macro_f1"],
+                    r["parameters"] / 1e6)
+    return results

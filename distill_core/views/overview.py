@@ -1,0 +1,142 @@
+"""Overview: the teacher and its students on the test set, from ``results.json`` (and ``bench.json``)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..bench.report import latency_p50
+from ..config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, SHORT_TITLES
+from ..errors import RunError
+from .common import TOP_LEGEND
+
+
+def overview_table(results: dict, bench_data: dict | None = None) -> pd.DataFrame:
+    """One row per model: test quality, size, and (for students) how much of the teacher they keep.
+
+    Args:
+        results: ``results.json`` of a run.
+        bench_data: ``bench.json`` or None; adds latency, speed-up and throughput columns.
+
+    Returns:
+        DataFrame indexed by model kind with numeric columns (format them for display, not here).
+    """
+    models = results.get("models") or {}
+    if not models:
+        raise RunError("results.json lists no models; re-create it with `python -m distill_core evaluate RUN`")
+    teacher = models.get("teacher", {})
+    t_size = _size(teacher)
+    rows = []
+    for kind in [k for k in MODEL_KINDS if k in models] + [k for k in models if k not in MODEL_KINDS]:
+        m = models[kind]
+        size = _size(m)
+        rows.append({
+            "kind": kind,
+            "Model": MODEL_TITLES.get(kind, kind),
+            "Test accuracy": m.get("accuracy"),
+            "Macro-F1": m.get("macro_f1"),
+            "Parameters": m.get("parameters"),
+            "Layers": m.get("layers"),
+            "Size on disk (MB)": size / 1e6 if size else None,
+            "Accuracy retention (% of teacher)": _retention(m, teacher),
+            "Size (% of teacher)": 100.0 * size / t_size if size and t_size else None,
+            "Agreement with teacher": 1.0 if kind == "teacher" else m.get("agreement_with_teacher"),
+            "Train time (s)": (m.get("training") or {}).get("train_time_s"),
+        })
+    table = pd.DataFrame(rows).set_index("kind")
+    if bench_data:
+        table = _with_bench(table, bench_data, t_size)
+    return table
+
+
+def _size(m: dict) -> float | None:
+    return m.get("dir_size_bytes") or m.get("size_bytes")
+
+
+def _retention(m: dict, teacher: dict) -> float | None:
+    if m.get("accuracy_retention") is not None:
+        return 100.0 * m["accuracy_retention"]
+    if m.get("accuracy") is not None and teacher.get("accuracy"):
+        return 100.0 * m["accuracy"] / teacher["accuracy"]
+    return None
+
+
+def _with_bench(table: pd.DataFrame, bench_data: dict, t_size: float | None) -> pd.DataFrame:
+    """Add bench columns; the int8 student the benchmark quantised becomes an extra row."""
+    bmodels = bench_data.get("models") or {}
+    t_lat = latency_p50(bmodels.get("teacher", {}))
+    if "student_int8" in bmodels and "student_int8" not in table.index:
+        q = bmodels["student_int8"]
+        size = q.get("size_bytes")
+        table.loc["student_int8", ["Model", "Test accuracy", "Macro-F1", "Parameters", "Size on disk (MB)"]] = [
+            f"{MODEL_TITLES['student_int8']} (bench)", q.get("accuracy"), q.get("macro_f1"), q.get("parameters"),
+            size / 1e6 if size else None]
+        if size and t_size:
+            table.loc["student_int8", "Size (% of teacher)"] = 100.0 * size / t_size
+        t_acc = table.loc["teacher", "Test accuracy"] if "teacher" in table.index else None
+        if q.get("accuracy") is not None and t_acc:
+            table.loc["student_int8", "Accuracy retention (% of teacher)"] = 100.0 * q["accuracy"] / t_acc
+    lat = {k: latency_p50(v) for k, v in bmodels.items() if isinstance(v, dict)}
+    table["Latency p50 (ms)"] = [lat.get(k) for k in table.index]
+    table["Speed-up vs teacher"] = [t_lat / lat[k] if t_lat and lat.get(k) else None for k in table.index]
+    table["Throughput (texts/s)"] = [(bmodels.get(k) or {}).get("throughput_texts_per_s") for k in table.index]
+    return table
+
+
+def per_class_f1(results: dict) -> pd.DataFrame:
+    """F1 per class (rows) and model (columns, display titles)."""
+    out = {}
+    for kind, m in (results.get("models") or {}).items():
+        pc = m.get("per_class") or {}
+        out[SHORT_TITLES.get(kind, kind)] = {name: v.get("f1-score") for name, v in pc.items()}
+    df = pd.DataFrame(out)
+    names = results.get("label_names")
+    return df.reindex(names) if names else df
+
+
+def overview_figure(table: pd.DataFrame) -> go.Figure:
+    """Bars of the overview table: quality, parameters, size (and latency when benchmarked)."""
+    panels = [("Test accuracy / macro-F1", None), ("Parameters (M)", "Parameters"),
+              ("Size on disk (MB)", "Size on disk (MB)")]
+    if "Latency p50 (ms)" in table and table["Latency p50 (ms)"].notna().any():
+        panels.append(("Latency p50 (ms)", "Latency p50 (ms)"))
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.06)
+    names = [SHORT_TITLES.get(k, k) for k in table.index]
+    colors = [MODEL_COLORS.get(k, "#555") for k in table.index]
+    for metric, opacity in (("Test accuracy", 1.0), ("Macro-F1", 0.55)):
+        fig.add_trace(go.Bar(x=names, y=table[metric], name=metric, marker_color=colors, opacity=opacity,
+                             text=[f"{v:.1%}" if pd.notna(v) else "" for v in table[metric]], textposition="outside",
+                             hovertemplate="%{x}<br>" + metric + " %{y:.2%}<extra></extra>"), 1, 1)
+    for col, (_, column) in enumerate(panels[1:], start=2):
+        y = table[column] / (1e6 if column == "Parameters" else 1)
+        fig.add_trace(go.Bar(x=names, y=y, marker_color=colors, showlegend=False,
+                             text=[f"{v:.3g}" if pd.notna(v) else "" for v in y], textposition="outside",
+                             hovertemplate="%{x}<br>%{y:.3g}<extra></extra>"), 1, col)
+    fig.update_yaxes(range=[0, 1.12], tickformat=".0%", row=1, col=1)
+    fig.update_layout(barmode="group", height=380, margin=dict(t=50, b=10, l=10, r=10), bargap=0.25,
+                      legend=dict(orientation="h", yanchor="top", y=-0.15, x=0))
+    return fig
+
+
+def per_class_figure(f1: pd.DataFrame) -> go.Figure:
+    """Per-class F1, one bar per model, side by side."""
+    colors = {SHORT_TITLES[k]: c for k, c in MODEL_COLORS.items()}
+    fig = go.Figure([go.Bar(x=list(f1.index), y=f1[col], name=col, marker_color=colors.get(col),
+                            hovertemplate="%{x}<br>F1 %{y:.3f}<extra>" + col + "</extra>") for col in f1.columns])
+    fig.update_layout(barmode="group", yaxis=dict(title="F1", range=[0, 1]), height=340,
+                      margin=dict(t=40, b=10, l=10, r=10), legend=TOP_LEGEND)
+    return fig
+
+
+def confusion_figure(matrix: Sequence[Sequence[int]], labels: list[str], title: str) -> go.Figure:
+    """A confusion matrix (rows: true class, columns: predicted) as an annotated heatmap."""
+    z = np.asarray(matrix)
+    fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, colorscale="Blues", showscale=False, text=z,
+                               texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}<br>%{z}<extra></extra>"))
+    fig.update_layout(title=title, height=320, margin=dict(t=40, b=10, l=10, r=10),
+                      xaxis=dict(title="predicted"), yaxis=dict(title="true", autorange="reversed"))
+    return fig
