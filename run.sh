@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup.sh
-.venv/bin/python -m distill_core train --preset quick --unless-complete "$@"
-exec .venv/bin/python -m streamlit run dashboard.py
+.venv/bin/distill-lens train --preset quick --unless-complete "$@"
+exec .venv/bin/streamlit run dashboard.py
