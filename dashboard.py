@@ -50,6 +50,9 @@ def run_details_ui() -> None:
     if run.status == "running":
         st.sidebar.info(f"This run is still training (stage {run.stage}). Pages show what it has written so far.",
                         icon=":material/hourglass_top:")
+    elif run.status == "damaged":
+        st.sidebar.error(f"This run is damaged: {run.error}. Pages show what is intact; re-train the run to "
+                         "repair it.")
     elif run.status != "complete":
         st.sidebar.error(f"This run {run.status}: {run.error}")
     with st.sidebar.expander("Run details", icon=":material/info:"):

@@ -51,12 +51,12 @@ def available_runs(include_failed: bool = False) -> list[RunInfo]:
     Not cached: listing reads a few small JSON files per run, and a cached list would hide a run that
     just started or finished.
     """
-    keep = {"complete", "running"} | ({"failed", "unknown"} if include_failed else set())
+    keep = {"complete", "running", "damaged"} | ({"failed", "unknown"} if include_failed else set())
     return [r for r in list_runs(runs_dir()) if r.status in keep]
 
 
 def failed_runs() -> list[RunInfo]:
-    return [r for r in list_runs(runs_dir()) if r.status not in ("complete", "running")]
+    return [r for r in list_runs(runs_dir()) if r.status not in ("complete", "running", "damaged")]
 
 
 def selected_run() -> RunInfo | None:

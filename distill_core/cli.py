@@ -108,17 +108,14 @@ def _add_flags(p: argparse.ArgumentParser, table, groups: dict[str, str] | None 
     arg_groups = {k: p.add_argument_group(v) for k, v in (groups or {}).items()}
     for flag, section, field, typ, help_ in table:
         g = arg_groups.get(section, p)
-        dest = f"{section}__{field}"
+        kw = {"dest": f"{section}__{field}", "help": help_}
         if typ in ("store_true", "store_false"):
-            g.add_argument(flag, dest=dest, action=typ, default=None, help=help_)
-        elif typ == "ints":
-            g.add_argument(flag, dest=dest, type=_int_list, help=help_)
-        elif typ == "list":
-            g.add_argument(flag, dest=dest, type=lambda s: [x.strip() for x in s.split(",") if x.strip()], help=help_)
+            g.add_argument(flag, action=typ, default=None, **kw)
         elif isinstance(typ, tuple):
-            g.add_argument(flag, dest=dest, choices=typ, help=help_)
+            g.add_argument(flag, choices=typ, **kw)
         else:
-            g.add_argument(flag, dest=dest, type=typ, help=help_)
+            parse = {"ints": _int_list, "list": lambda s: [x.strip() for x in s.split(",") if x.strip()]}.get(typ, typ)
+            g.add_argument(flag, type=parse, metavar=field.upper(), **kw)
 
 
 def _int_list(s: str) -> list[int]:
@@ -218,9 +215,15 @@ def format_runs_table(runs) -> str:
     for r in runs:
         models = (r.results or {}).get("models", {})
         acc = [f"{models[k]['accuracy']:.4f}" if k in models else "-" for k in MODEL_KINDS]
-        note = r.error or (f"stage {r.stage}" if r.status == "running" else "")
+        note = one_line(r.error) if r.error else (f"stage {r.stage}" if r.status == "running" else "")
         lines.append(f"{r.run_id:<44} {r.status:<10} {acc[0]:>8} {acc[1]:>8} {acc[2]:>8}  {note}")
     return "\n".join(lines)
+
+
+def one_line(text: str, width: int = 100) -> str:
+    """``text`` on one line (a table cell), cut to ``width`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def cmd_runs(args) -> int:

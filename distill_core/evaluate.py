@@ -24,8 +24,8 @@ from .data import Splits, load_splits, make_loader, tokenize_splits
 from .errors import RunError
 from .models import describe, load_trained, num_parameters
 from .runs import (
-    CONFIG_FILE, MODEL_WEIGHTS, PREDICTIONS_FILE, RESULTS_FILE, has_model, load_run_config, model_dir, read_json,
-    write_json_atomic,
+    CONFIG_FILE, MODEL_WEIGHTS, PREDICTIONS_FILE, RESULTS_FILE, expected_models, has_model, load_run_config,
+    model_dir, read_json, run_problems, write_json_atomic,
 )
 from .training import accuracy_f1, predict_logits
 
@@ -48,10 +48,18 @@ def run_splits(run_dir: Path, saved: dict | None = None) -> Splits:
 
 
 def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | None = None) -> dict:
-    """(Re)compute ``results.json`` and ``predictions.parquet`` from the saved models on the test split."""
+    """(Re)compute ``results.json`` and ``predictions.parquet`` from the saved models on the test split.
+
+    Every model the run set out to train is checked first (``runs.model_problem``): a missing or damaged
+    folder is refused, naming the broken file, before anything is loaded or either file is touched.
+    """
     run_dir = Path(run_dir)
     saved = read_json(run_dir / CONFIG_FILE)
     cfg = load_run_config(run_dir, saved)
+    problems = run_problems(run_dir, expected_models(saved))
+    if problems:
+        raise RunError(f"Run {run_dir.name} is damaged: {'; '.join(problems)}. Its results were left as they were; "
+                       "re-train the run (or those models, with --models and --teacher-from).")
     kinds = [k for k in MODEL_KINDS if has_model(run_dir, k)]
     if not kinds:
         raise RunError(f"No trained model in {run_dir}; train one with `python -m distill_core train`")
@@ -72,7 +80,11 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
                           "label_name": [names[i] for i in labels]})
     pred_by_kind = {}
     for kind in kinds:
-        model = load_trained(model_dir(run_dir, kind), attentions=False)
+        try:
+            model = load_trained(model_dir(run_dir, kind), attentions=False)
+        except Exception as e:  # a folder that looked whole but does not load: from_pretrained raises many types
+            raise RunError(f"The {kind} model in {model_dir(run_dir, kind)} could not be loaded ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:200]}); its results were left as they were. Re-train it.") from e
         lg, lb = predict_logits(model, loader, desc=f"test {kind}")
         assert (lb == labels).all(), "test loader order differs from the split order"
         probs = torch.softmax(torch.from_numpy(lg), -1).numpy()

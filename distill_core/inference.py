@@ -80,8 +80,11 @@ class TextClassifier:
                                     "`python -m distill_core train`")
         model = load_trained(model_dir)
         tok = AutoTokenizer.from_pretrained(model_dir)
+        positions = config_value(model.config, "positions")
         if max_length is None:
             max_length = int(getattr(model.config, "distill_max_length", 0) or min(tok.model_max_length, 512))
+        # Never past the model's position table (a run saved with a larger max_length would crash on long texts).
+        max_length = min(int(max_length), positions)
         return cls(model.to(device), tok, max_length=max_length, name=model_dir.name)
 
     @property

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
@@ -66,6 +67,38 @@ def _from_pretrained_error(name: str, e: Exception) -> ModelError:
         "holding the checkpoint); offline, leave --teacher and --student unset to use the packaged "
         "all-MiniLM-L6-v2 teacher and a student built from it."
     )
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether ``name`` is meant as a local path rather than a hub name: it starts with ``.``, ``/`` or ``~``,
+    or its first folder exists here (``models/my_bert`` beside a ``models/`` folder)."""
+    if name.startswith((".", "/", "~")):
+        return True
+    parts = Path(name).parts
+    return len(parts) > 1 and Path(parts[0]).is_dir()
+
+
+def source_config(name_or_path: str, flag: str = "--teacher"):
+    """The config of a model to start from, read without its weights; what ``flag`` named.
+
+    Raises:
+        ModelError: at once for a path that does not exist or a folder that holds no model (no config.json),
+            else when ``from_pretrained`` cannot load it; the message names the flag and the fix.
+    """
+    path = resolve_model_path(name_or_path)
+    p = Path(path).expanduser()
+    if p.is_dir() or looks_like_path(name_or_path):
+        if not p.is_dir():
+            raise ModelError(f"{flag} {name_or_path!r}: there is no folder {p.resolve()}. Pass a folder holding a "
+                             "saved model (config.json, model.safetensors, tokenizer files) or a hub name such as "
+                             "bert-base-uncased.")
+        if not (p / "config.json").is_file():
+            raise ModelError(f"{flag} {name_or_path!r}: {p.resolve()} holds no model (no config.json). Pass the "
+                             "folder that save_pretrained wrote, or a hub name such as bert-base-uncased.")
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise _from_pretrained_error(name_or_path, e) from e
 
 
 def load_tokenizer(name_or_path: str):
@@ -239,5 +272,6 @@ def describe(model: PreTrainedModel) -> dict:
 __all__ = [
     "CONFIG_ALIASES", "ModelError", "build_student", "build_student_from_teacher", "config_value",
     "default_layer_map", "describe", "encoder_shape", "label_maps", "load_pretrained_student", "load_teacher",
-    "load_tokenizer", "load_trained", "num_parameters", "packaged_teacher_path", "resolve_model_path",
+    "load_tokenizer", "load_trained", "looks_like_path", "num_parameters", "packaged_teacher_path",
+    "resolve_model_path", "source_config",
 ]

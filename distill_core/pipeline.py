@@ -23,9 +23,11 @@ from accelerate.utils import broadcast_object_list, set_seed
 from . import __version__
 from .config import RunConfig
 from .data import Splits, load_splits, make_loader, padding_efficiency, resolve_dataset, tokenize_splits
-from .errors import ModelError, RunError
+from .errors import ConfigError, ModelError, RunError
 from .evaluate import evaluate_run
-from .models import build_student, default_layer_map, describe, load_teacher, load_tokenizer, load_trained
+from .models import (
+    build_student, config_value, default_layer_map, describe, load_teacher, load_tokenizer, load_trained, source_config,
+)
 from .runs import (
     CONFIG_FILE, KD_COLUMNS, TRAIN_COLUMNS, VAL_COLUMNS, CsvLog, atomic_dir, clear_progress, has_model, metrics_path,
     model_dir, new_run_id, read_json, resolve_run, set_status, write_json_atomic, write_progress,
@@ -257,8 +259,11 @@ def run_pipeline(cfg: RunConfig) -> Path:
     cfg.validate()
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    resolve_dataset(cfg.data)  # a mistyped dataset path fails here, before any run folder exists
+    # A mistyped dataset path, a teacher that is not there or a value the models cannot take fails here,
+    # before any run folder exists.
+    resolve_dataset(cfg.data)
     teacher_src = _teacher_source(cfg, cfg.runs_root())
+    check_models(cfg, teacher_src)
     state = PartialState()
     run = _Run(cfg, _make_run_dir(cfg, state), state.is_main_process)
     models = cfg.train.models
@@ -286,6 +291,31 @@ def run_pipeline(cfg: RunConfig) -> Path:
             set_status(run.run_dir, "failed", run.stage, msg)
             clear_progress(run.run_dir, "train")
         raise
+
+
+def check_models(cfg: RunConfig, teacher_src: Path | None = None) -> None:
+    """What the config asks of the models, checked against their own configs (no weights loaded).
+
+    Raises:
+        ModelError: a teacher or student that is not there. ConfigError: --max-length beyond a model's position
+            limit, or a --layer-map entry beyond the teacher's layers.
+    """
+    t_cfg = source_config(str(teacher_src) if teacher_src else cfg.model.teacher,
+                          "--teacher-from" if teacher_src else "--teacher")
+    sources = [("teacher", t_cfg)]
+    if cfg.model.student and {"student", "baseline"} & set(cfg.train.models):
+        sources.append(("student", source_config(cfg.model.student, "--student")))
+    for what, mcfg in sources:
+        limit = config_value(mcfg, "positions")
+        if cfg.data.max_length > limit:
+            raise ConfigError(f"--max-length {cfg.data.max_length} is more than the {what} can read: it has "
+                              f"{limit} positions. Use --max-length {min(limit, 128)} (or up to {limit}); "
+                              "longer texts are truncated.")
+    layers = config_value(t_cfg, "layers")
+    bad = [j for j in (cfg.model.layer_map or []) if j >= layers]
+    if bad:
+        raise ConfigError(f"--layer-map {','.join(map(str, cfg.model.layer_map))}: the teacher has layers 0..{layers - 1}, "
+                          f"so {bad} do not exist")
 
 
 def _make_run_dir(cfg: RunConfig, state: PartialState) -> Path:

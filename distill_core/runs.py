@@ -229,11 +229,12 @@ class RunInfo:
 
     run_id: str
     path: Path
-    status: str  # running | complete | failed | unknown
+    status: str  # running | complete | damaged | failed | unknown
     stage: str | None = None
     error: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] | None = None
+    created: str = ""  # ISO time the run started (config.json), else its last status update or folder time
 
     @property
     def models(self) -> list[str]:
@@ -258,6 +259,39 @@ def has_model(run_dir: Path, kind: str) -> bool:
     return (d / MODEL_CONFIG).is_file() and (d / MODEL_WEIGHTS).is_file()
 
 
+def model_problem(run_dir: Path, kind: str) -> str | None:
+    """What is wrong with a run's ``kind`` model folder, cheaply (no weights loaded), or None when it looks whole.
+
+    Checks that the folder, its config.json (valid JSON) and model.safetensors exist, and that the safetensors
+    header is readable and its tensors fit in the file (a truncated or foreign file fails here).
+    """
+    from safetensors import safe_open
+
+    d = model_dir(run_dir, kind)
+    if not d.is_dir():
+        return f"{kind}/ is missing"
+    try:
+        json.loads((d / MODEL_CONFIG).read_text())
+    except FileNotFoundError:
+        return f"{kind}/{MODEL_CONFIG} is missing"
+    except (OSError, ValueError):
+        return f"{kind}/{MODEL_CONFIG} is not valid JSON"
+    weights = d / MODEL_WEIGHTS
+    if not weights.is_file():
+        return f"{kind}/{MODEL_WEIGHTS} is missing"
+    try:
+        with safe_open(str(weights), framework="np"):
+            pass
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for every kind of bad file
+        return f"{kind}/{MODEL_WEIGHTS} is damaged ({str(e).splitlines()[0][:120]})"
+    return None
+
+
+def run_problems(run_dir: Path, kinds: list[str] | tuple[str, ...]) -> list[str]:
+    """``model_problem`` of each of ``kinds``, the ones that have one."""
+    return [p for p in (model_problem(run_dir, k) for k in kinds) if p]
+
+
 def read_json(path: Path) -> Any:
     """Read a JSON file, raising RunError (never a bare JSONDecodeError) when it is missing or corrupt."""
     path = Path(path)
@@ -267,6 +301,31 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{path} is not valid JSON ({e}); the run may be half-written or corrupt") from e
+
+
+def _is_fraction(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+
+
+def check_results(d: Any, where: str = RESULTS_FILE) -> dict[str, Any]:
+    """``d`` if it has the shape of a results.json (what ``evaluate`` writes); else a RunError naming the part."""
+    fix = "re-create it with `python -m distill_core evaluate RUN`"
+    if not isinstance(d, dict) or not isinstance(d.get("models"), dict) or not d["models"]:
+        raise RunError(f"{where} does not have the expected shape (no 'models' table); {fix}")
+    if not isinstance(d.get("label_names"), list):
+        raise RunError(f"{where} does not have the expected shape (no 'label_names' list); {fix}")
+    for kind, m in d["models"].items():
+        for key in ("accuracy", "macro_f1"):
+            if not isinstance(m, dict) or not _is_fraction(m.get(key)):
+                raise RunError(f"{where} does not have the expected shape (models.{kind}.{key} is "
+                               f"{'missing' if not isinstance(m, dict) or key not in m else repr(m[key])}); {fix}")
+    return d
+
+
+def _check_dict(d: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise RunError(f"{path} does not have the expected shape (a JSON object); the run may be corrupt")
+    return d
 
 
 def pid_alive(pid: int) -> bool:
@@ -280,45 +339,79 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+# A run "running" with no write to its folder for this long is taken for dead, whatever its pid says (another
+# host, or a pid reused after a crash): training writes a CSV row every step and its progress every second.
+STALE_AFTER_S = 3600.0
+
+
+def last_write(run_dir: Path) -> float:
+    """The newest modification time (epoch seconds) among the run folder's files."""
+    times = [p.stat().st_mtime for p in Path(run_dir).iterdir() if p.is_file()]
+    return max(times, default=Path(run_dir).stat().st_mtime)
+
+
 def load_run_config(run_dir: Path, d: dict | None = None) -> RunConfig:
     """The RunConfig saved in a run's config.json, or in ``d`` already read from it (extra sections ignored)."""
     d = read_json(Path(run_dir) / CONFIG_FILE) if d is None else d
     try:
-        return RunConfig.from_dict({k: d[k] for k in CONFIG_FILE_FIELDS if k in d})
+        return RunConfig.from_dict({k: d[k] for k in CONFIG_FILE_FIELDS if k in _check_dict(d, Path(run_dir) / CONFIG_FILE)})
     except (TypeError, ConfigError) as e:
         raise RunError(f"{run_dir}/config.json does not describe a run config: {e}") from e
 
 
-def load_run(run_dir: Path) -> RunInfo:
-    """Read a run folder's status, config and (if present) results.
+def expected_models(config: dict[str, Any]) -> list[str]:
+    """The models a run set out to train (its config's ``train.models``; all three when unknown)."""
+    models = (config.get("train") or {}).get("models") if isinstance(config.get("train"), dict) else None
+    return [k for k in MODEL_KINDS if k in models] if isinstance(models, list) else list(MODEL_KINDS)
 
-    A run whose status says ``running`` but whose training process is gone (same host, dead pid) is
-    reported as ``failed`` with an "interrupted" error, so it is never mistaken for a live or complete one.
+
+def load_run(run_dir: Path) -> RunInfo:
+    """Read a run folder's status, config and (if present) results, each checked against its shape.
+
+    What is reported, never half-trusted:
+    - ``running`` whose training process is gone (same host, dead pid), or that has written nothing for
+      ``STALE_AFTER_S``, is ``failed`` with an "interrupted" error;
+    - ``complete`` whose model folders are missing or damaged (checked cheaply, ``model_problem``) is
+      ``damaged``, the error naming each broken file;
+    - a results.json of the wrong shape is left out (``results`` None) with the reason as the error.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"No run folder at {run_dir}; list runs with `python -m distill_core runs`")
     info = RunInfo(run_id=run_dir.name, path=run_dir, status="unknown")
+    st: dict[str, Any] = {}
     try:
-        st = read_json(run_dir / STATUS_FILE)
-        info.status, info.stage, info.error = st.get("status", "unknown"), st.get("stage"), st.get("error")
-        if info.status == "running" and st.get("host") == socket.gethostname() and st.get("pid"):
-            if not pid_alive(int(st["pid"])):
-                info.status = "failed"
-                info.error = f"interrupted during stage {info.stage!r} (training process {st['pid']} is gone)"
+        st = _check_dict(read_json(run_dir / STATUS_FILE), run_dir / STATUS_FILE)
+        info.status, info.stage, info.error = str(st.get("status", "unknown")), st.get("stage"), st.get("error")
     except RunError as e:
         info.status, info.error = "failed", str(e)
+    if info.status == "running":
+        quiet = time.time() - last_write(run_dir)
+        if st.get("host") == socket.gethostname() and st.get("pid") and not pid_alive(int(st["pid"])):
+            info.status = "failed"
+            info.error = f"interrupted during stage {info.stage!r} (training process {st['pid']} is gone)"
+        elif quiet > STALE_AFTER_S:
+            info.status = "failed"
+            info.error = (f"interrupted during stage {info.stage!r}: nothing written for {quiet / 3600:.1f} h "
+                          f"(training process {st.get('pid')} on {st.get('host')} is presumably gone)")
     try:
-        info.config = read_json(run_dir / CONFIG_FILE)
+        info.config = _check_dict(read_json(run_dir / CONFIG_FILE), run_dir / CONFIG_FILE)
     except RunError as e:
         if info.status == "complete":
             info.status = "failed"
         info.error = info.error or str(e)
+    info.created = str(info.config.get("created") or st.get("updated")
+                       or time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(run_dir.stat().st_mtime)))
     if (run_dir / RESULTS_FILE).exists():
         try:
-            info.results = read_json(run_dir / RESULTS_FILE)
+            info.results = check_results(read_json(run_dir / RESULTS_FILE))
         except RunError as e:
             info.error = info.error or str(e)
+    if info.status == "complete":
+        problems = run_problems(run_dir, expected_models(info.config))
+        if problems:
+            info.status = "damaged"
+            info.error = "; ".join(problems)
     return info
 
 
@@ -328,8 +421,8 @@ def list_runs(root: Path | None = None) -> list[RunInfo]:
     if not root.is_dir():
         return []
     runs = [load_run(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    # By creation time (config.json), so runs named with --run-id sort among the rest; id breaks ties.
-    return sorted(runs, key=lambda r: (str(r.config.get("created", "")), r.run_id), reverse=True)
+    # By creation time, so runs named with --run-id sort among the rest; id breaks ties.
+    return sorted(runs, key=lambda r: (r.created, r.run_id), reverse=True)
 
 
 def resolve_run(ref: str | Path, root: Path | None = None) -> Path:
@@ -349,19 +442,25 @@ def resolve_run(ref: str | Path, root: Path | None = None) -> Path:
 def read_metrics(run_dir: Path, kind: str, split: str) -> "Any":
     """Return the ``<kind>_<split>.csv`` log (split: ``train`` or ``val``) as a DataFrame.
 
-    A missing file raises RunError; a trailing half-written line (a run killed mid-write) is dropped.
+    A missing file raises RunError; a last line without its newline (a run killed mid-write, or a live run
+    caught mid-row) is dropped, so a cut-off number is never read as data.
     """
+    import io
+
     import pandas as pd
 
     path = metrics_path(run_dir, kind, split)
     if not path.is_file():
         raise RunError(f"{path.name} is missing: the {kind} model has not been trained in this run (yet)")
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
     try:
-        df = pd.read_csv(path, on_bad_lines="skip")
+        df = pd.read_csv(io.BytesIO(data), on_bad_lines="skip")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise RunError(f"{path.name} could not be parsed ({e}); the file is corrupt") from e
     if "step" not in df.columns:
         raise RunError(f"{path.name} has no 'step' column; the file is corrupt (columns: {list(df.columns)})")
-    # Coerce to numbers; a row cut off mid-write becomes NaN and is dropped.
+    # Coerce to numbers; a damaged row becomes NaN and is dropped.
     df = df.apply(pd.to_numeric, errors="coerce").dropna(subset=["step"])
     return df.reset_index(drop=True)
