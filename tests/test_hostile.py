@@ -277,3 +277,51 @@ def test_a_bug_in_a_page_is_an_internal_error_not_the_users_mistake(run_dir, mon
     shown = texts(at.error)
     assert "internal error" in shown and "not a problem with your input" in shown
     assert "some_internal_key" in texts(at.code)  # the details, folded away in an expander
+
+
+HOSTILE_TEXTS = {
+    "whitespace": " \t \n ",
+    "huge": "stocks rallied " * 20_000,  # 300k characters
+    "unknown tokens": "ﷺ 𓀀 ⟁ ꙮ \u200b\u2028 \ufffd",
+    "markup": "<script>alert('x')</script> **bold** [link](http://example.com) $x^2$ {{ t }}",
+    "control": "a\x00b\x07c\x1b[31m red",
+    "special tokens": "[CLS] [SEP] [PAD] [MASK]",
+    "punctuation only": ". , ; ! ?",
+    "emoji and rtl": "🚀📈 السوق ارتفع היום",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_TEXTS))
+def test_hostile_text_on_the_live_and_attention_pages(run_dir, name):
+    text = HOSTILE_TEXTS[name]
+    at = open_app(LIVE)
+    at.text_area(key="live_text").set_value(text).run()
+    assert not at.exception, name
+    assert at.metric or at.dataframe or "Type or paste a text" in texts(at.info), name
+    at.switch_page(ATTENTION).run()
+    at.text_area(key="att_text").set_value(text).run()
+    assert not at.exception, name
+    if any(t.key == "att_hide" for t in at.toggle):  # a blank text draws no maps, so no toggle
+        at.toggle(key="att_hide").set_value(True).run()  # may leave nothing to draw: a message, not a crash
+        assert not at.exception, name
+    assert not [e for e in at.error if "internal error" in str(e.value)], name
+
+
+@pytest.mark.parametrize("data", [
+    b"\xff\xfe\x00t\x00e\x00x\x00t",  # UTF-16 bytes
+    b"text\n" + "caf\xe9".encode("latin-1") + b"\n",  # Latin-1
+    b"",  # empty file
+    b"a,b\n1,2\n",  # no text column
+    b'text\n"unterminated\n',
+])
+def test_hostile_csv_upload_is_texts_or_a_message(data):
+    """Any other exception type than InputError would fail here: a bad upload is a message, never a crash."""
+    from distill_core.errors import InputError
+    from distill_core.views.live import texts_from_csv
+
+    try:
+        found, column = texts_from_csv(data)
+    except InputError as e:
+        assert str(e).endswith(".")
+    else:
+        assert found and all(isinstance(t, str) and t.strip() for t in found) and column
