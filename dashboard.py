@@ -73,11 +73,16 @@ def pages(have_runs: bool) -> list:
         return [welcome]
     found = [
         st.Page(PAGES / "overview.py", title="Overview", icon=":material/table_chart:", url_path="overview", default=True),
+        st.Page(PAGES / "sweep.py", title="Sweep: T and alpha", icon=":material/tune:", url_path="sweep"),
         st.Page(PAGES / "training_curves.py", title="Training curves", icon=":material/show_chart:",
                 url_path="training_curves"),
         st.Page(PAGES / "live_classification.py", title="Live classification", icon=":material/edit_note:",
                 url_path="live_classification"),
         st.Page(PAGES / "attention.py", title="Attention", icon=":material/grid_on:", url_path="attention"),
+        st.Page(PAGES / "disagreements.py", title="Disagreements", icon=":material/call_split:", url_path="disagreements"),
+        st.Page(PAGES / "calibration.py", title="Calibration", icon=":material/straighten:", url_path="calibration"),
+        st.Page(PAGES / "explain.py", title="Explanations", icon=":material/lightbulb:", url_path="explanations"),
+        st.Page(PAGES / "layers.py", title="Layer similarity", icon=":material/layers:", url_path="layers"),
         st.Page(PAGES / "performance.py", title="Performance", icon=":material/speed:", url_path="performance"),
     ]
     return found + [welcome]

@@ -12,6 +12,7 @@ import random
 import streamlit as st
 
 from distill_core import app
+from distill_core.calibration import temperatures
 from distill_core.config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, SHORT_TITLES
 from distill_core.errors import RunError
 from distill_core.views import live as lv
@@ -74,15 +75,31 @@ def single_ui(run, kinds: list[str], text: str) -> None:
                    icon=":material/content_cut:")
     agree, sentence = lv.agreement(outputs)
     (st.success if agree else st.warning)(sentence)
+    temps = calibrated_ui(run)
+    probs = {o.model: o.probs_at(temps.get(o.model, 1.0)) for o in outputs}  # (C,) each
     for col, o in zip(st.columns(len(outputs)), outputs):
-        col.metric(MODEL_TITLES[o.model], o.label, f"{o.confidence:.1%} confidence", delta_color="off")
+        note = f" (T = {temps[o.model]:.2f})" if o.model in temps else ""
+        col.metric(MODEL_TITLES[o.model], o.label, f"{probs[o.model].max():.1%} confidence{note}", delta_color="off")
         col.caption(f":material/timer: {o.ms:.1f} ms · {o.n_tokens} tokens")
-    series = {SHORT_TITLES[o.model]: o.probs for o in outputs}
+    series = {SHORT_TITLES[o.model]: probs[o.model] for o in outputs}
     colors = {SHORT_TITLES[k]: c for k, c in MODEL_COLORS.items()}
     st.plotly_chart(lv.probabilities_figure(first.labels, series, colors), width="stretch", key="live_probs")
     st.caption("Latency: tokenising and one forward pass on this machine, measured the first time a model "
                "sees the text (batch of one, warm model).")
     temperature_ui(run, {o.model: o for o in outputs})
+
+
+def calibrated_ui(run) -> dict[str, float]:
+    """Each model's fitted temperature when the reader asks for calibrated confidences; else {}."""
+    try:
+        temps = temperatures(app.calibration(run.path))
+    except RunError:
+        temps = {}
+    on = st.toggle("Calibrated confidences", key="live_calibrated", disabled=not temps,
+                   help="Divide each model's logits by the temperature fitted on the validation split, so that a "
+                        "confidence of 80% is right about 80% of the time. The predicted class never changes."
+                        if temps else "This run has no calibration yet: fit it on the Calibration page.")
+    return temps if on else {}
 
 
 def temperature_ui(run, outputs: dict) -> None:

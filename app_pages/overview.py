@@ -9,8 +9,10 @@ from __future__ import annotations
 import streamlit as st
 
 from distill_core import app
-from distill_core.config import MODEL_KINDS, MODEL_TITLES
+from distill_core.config import MODEL_KINDS, MODEL_TITLES, ShipConfig
 from distill_core.errors import RunError
+from distill_core.evidence import ship_checks
+from distill_core.views import evidence as ev
 from distill_core.views import overview as ov
 
 PERCENT_COLUMNS = ("Test accuracy", "Agreement with teacher")  # fractions in the table, % on screen
@@ -60,14 +62,10 @@ def display_table(table):
     return shown
 
 
-def table_ui(run) -> None:
-    bench = None
-    try:
-        bench = app.bench(run.path)
-    except RunError as e:
-        st.warning(f"bench.json is unreadable, speed columns left out: {e}")
+def table_ui(run, bench: dict | None) -> None:
     table = ov.overview_table(run.results, bench)
     headline_ui(table)
+    verdict_ui(run)
     st.subheader("Models on the test set")
     rows = run.results.get("test_rows")
     st.caption(f"{rows:,} test examples." if rows else "")
@@ -96,6 +94,80 @@ def per_class_ui(run) -> None:
                                                      MODEL_TITLES[kind]), width="stretch", key=f"cm_{kind}")
 
 
+def verdict_ui(run) -> None:
+    """Did distillation, rather than just training a small model, get the student there?"""
+    v = run.results.get("verdict")
+    if not v:
+        return
+    style = getattr(st, ev.VERDICT_STYLE.get(v["distillation"], "info"))
+    style(v["text"], icon=":material/balance:")
+    if run.config.get("data", {}).get("labelled"):
+        st.caption("Few labels: the teacher and the baseline learned from the labelled rows alone; the distilled "
+                   "student also learned from the teacher's predictions on the other training texts, whose labels "
+                   "it never saw. This is where distillation shows its worth: the teacher passes on what a small "
+                   "labelled set cannot teach.")
+
+
+def evidence_ui(run) -> None:
+    st.subheader("Evidence: differences with their intervals")
+    table = ev.comparison_table(run.results)
+    if table.empty:
+        st.caption("This run has no paired comparisons yet: re-create its results with "
+                   f"`python -m distill_core evaluate {run.run_id}`.")
+        return
+    st.caption("Each point is one model's test accuracy (or macro-F1) minus another's, on the same test texts; the "
+               "bar is its 95% paired-bootstrap interval. An interval that crosses the dashed line at 0 is no "
+               "measurable difference.")
+    st.plotly_chart(ev.comparison_figure(table), width="stretch", key="evidence_intervals")
+    row = st.container(horizontal=True)
+    row.download_button("Figure (PNG)", lambda: ev.comparison_png(table), f"{run.run_id}_differences.png", "image/png",
+                        on_click="ignore", icon=":material/image:", key="dl_evidence_png")
+    row.download_button("Differences (CSV)", table.drop(columns="key").to_csv(index=False).encode(),
+                        f"{run.run_id}_differences.csv", "text/csv", on_click="ignore", icon=":material/download:",
+                        key="dl_evidence_csv")
+    fid = ev.fidelity_table(run.results)
+    if not fid.empty:
+        st.markdown("**Fidelity to the teacher**")
+        st.caption("Agreement: test texts where the student predicts the teacher's class. KL and JS: how far the "
+                   "student's probabilities are from the teacher's (0 = identical).")
+        st.dataframe(fid, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in fid.columns if c != "Model"})
+    seeds = ev.seeds_table(run.results)
+    if not seeds.empty:
+        st.markdown("**Across seeds**")
+        st.dataframe(seeds, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.4f") for c in seeds.columns
+                                    if c not in ("Model", "Seed")})
+
+
+def ship_ui(run, bench: dict | None) -> None:
+    """The user's own release criteria; the same as `python -m distill_core check RUN`."""
+    st.subheader("Ready to ship?")
+    d = ShipConfig()
+    cols = st.columns(4)
+    thresholds = ShipConfig(
+        max_drop=cols[0].number_input("Max accuracy drop (points)", 0.0, 100.0, d.max_drop, 0.1, key="ship_max_drop"),
+        min_agreement=cols[1].number_input("Min agreement with teacher", 0.0, 1.0, d.min_agreement, 0.01,
+                                           key="ship_min_agreement"),
+        min_speedup=cols[2].number_input("Min speed-up at batch 1", 0.1, 100.0, d.min_speedup, 0.1, key="ship_min_speedup"),
+        max_int8_drop=cols[3].number_input("Max accuracy lost to int8 (points)", 0.0, 100.0, d.max_int8_drop, 0.1,
+                                           key="ship_max_int8_drop"),
+    )
+    checks = ship_checks(run.results, bench, thresholds)
+    for c in checks:
+        icon, show = {True: (":material/check_circle:", st.success), False: (":material/cancel:", st.error),
+                      None: (":material/help:", st.info)}[c.passed]
+        value = "not measured" if c.value is None else f"{c.value:.3g}"
+        show(f"**{c.name}:** {value} (threshold {c.threshold:g}). {c.evidence}", icon=icon)
+    table = ev.checks_table(checks)
+    st.download_button("Checks (CSV)", table.to_csv(index=False).encode(), f"{run.run_id}_ship_checks.csv", "text/csv",
+                       on_click="ignore", icon=":material/download:", key="dl_checks")
+    st.caption("Gate a release on the same checks: `python -m distill_core check "
+               f"{run.run_id} --max-drop {thresholds.max_drop:g} --min-agreement {thresholds.min_agreement:g} "
+               f"--min-speedup {thresholds.min_speedup:g} --max-int8-drop {thresholds.max_int8_drop:g}` "
+               "exits non-zero when a check fails or is not measured.")
+
+
 def config_ui(run) -> None:
     with st.expander("Run configuration (config.json)"):
         st.json(run.config, expanded=1)
@@ -114,8 +186,15 @@ def main() -> None:
             st.error(f"Run `{run.run_id}` has no readable results.json ({run.error or 'not evaluated'}). "
                      f"Re-create it with `python -m distill_core evaluate {run.run_id}`.")
     else:
+        bench = None
+        try:
+            bench = app.bench(run.path)
+        except RunError as e:
+            st.warning(f"bench.json is unreadable, speed columns left out: {e}")
         with app.friendly_errors("Results"):
-            table_ui(run)
+            table_ui(run, bench)
+            evidence_ui(run)
+            ship_ui(run, bench)
             per_class_ui(run)
     config_ui(run)
 

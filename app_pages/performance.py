@@ -1,6 +1,7 @@
 """Performance: is the distilled student faster and smaller, and what does it cost in accuracy?
 
-Reads the run's ``bench.json`` (``python -m distill_core bench RUN``): latency, throughput, size, memory,
+Reads the run's ``bench.json`` (``python -m distill_core bench RUN``), for the PyTorch models and the student on
+ONNX Runtime (fp32 and int8) alike: latency, throughput, size, memory,
 speed-up and accuracy per model, the accuracy/latency trade-off, and the teacher's training throughput against
 fixed padding and ``Trainer``. Without a ``bench.json`` the page gives the command, or runs it in the background
 and follows its progress. ``bench_bert-base.json`` (``--arch bert-base``) adds the classic pair's speed-up.
@@ -28,7 +29,8 @@ TABLE_FORMATS = {
                                                       help="Peak resident memory of a fresh process that loads the model "
                                                            "and classifies one batch (Python and torch included)"),
     "Load time (s)": st.column_config.NumberColumn(format="%.2f", help="From disk in a fresh process (warm file cache)"),
-    "Size (MB)": st.column_config.NumberColumn(format="%.1f", help="safetensors file; int8: its saved state dict"),
+    "Size (MB)": st.column_config.NumberColumn(format="%.1f", help="safetensors file; int8: its saved state dict; "
+                                                                 "ONNX: the .onnx file"),
     "GFLOP/s (max length)": st.column_config.NumberColumn(format="%.0f"),
 }
 
@@ -96,7 +98,8 @@ def no_bench_ui(run) -> None:
 
 def headline_ui(b: dict) -> None:
     sp, q, t = b.get("speedup") or {}, b.get("int8") or {}, b.get("training_throughput") or {}
-    cols = st.columns(4)
+    oq, onnx = b.get("onnx_int8") or {}, (b.get("models") or {}).get("student_onnx_int8") or {}
+    cols = st.columns(5 if sp.get("onnx_int8_vs_teacher_median_len") else 4)
     if sp.get("student_vs_teacher_max_len"):
         cols[0].metric("Student vs teacher", f"{sp['student_vs_teacher_max_len']:.2f}×",
                        f"{sp.get('student_vs_teacher_median_len') or 0:.2f}× at median length", delta_color="off",
@@ -109,6 +112,14 @@ def headline_ui(b: dict) -> None:
         cols[2].metric("Accuracy lost to int8", f"{q['accuracy_drop_points']:.2f} pts",
                        f"macro-F1 {q.get('macro_f1_drop_points') or 0:.2f} pts", delta_color="off",
                        help="fp32 student minus int8 student, test accuracy in percentage points")
+    if sp.get("onnx_int8_vs_teacher_median_len"):
+        tokens = (b.get("settings") or {}).get("median_tokens")
+        lost = f", {oq['accuracy_drop_points']:.2f} pts accuracy lost" if oq.get("accuracy_drop_points") is not None else ""
+        cols[4].metric("ONNX int8 vs teacher", f"{sp['onnx_int8_vs_teacher_median_len']:.1f}×",
+                       f"{pv.latency_p50(onnx, 'median_len') or 0:.2f} ms at {tokens} tokens{lost}", delta_color="off",
+                       help="p50 latency ratio at batch 1 and the median text length, tokenisation included: the "
+                            "student exported to ONNX and quantised to int8, run by ONNX Runtime, against the PyTorch "
+                            "fp32 teacher. Accuracy lost: against the fp32 student, in percentage points.")
     if t.get("pipeline_vs_trainer"):
         cols[3].metric("Training vs Trainer", f"{t['pipeline_vs_trainer']:.2f}×",
                        f"{t['pipeline_vs_fixed_padding']:.2f}× vs fixed padding", delta_color="off",

@@ -13,7 +13,7 @@ import streamlit as st
 from distill_core import app
 from distill_core.config import MODEL_KINDS, MODEL_TITLES
 from distill_core.errors import RunError
-from distill_core.runs import load_run, metrics_path
+from distill_core.runs import load_run, metrics_path, seed_tag
 from distill_core.views import curves as cv
 
 REFRESH_S = 5  # how often a run still training is re-read
@@ -27,8 +27,15 @@ def controls_ui() -> tuple[str, float]:
     return x, smoothing
 
 
-def load_frames(run_dir: Path, running: bool):
-    """Train and validation frames per model, plus notes for the ones that cannot be shown."""
+def seed_keys(run) -> list[str]:
+    """The logs of students trained with the run's other seeds (``--seeds``), if any."""
+    seeds = (run.config.get("train") or {}).get("seeds") or []
+    return [seed_tag(kind, s) for kind in ("student", "baseline") for s in seeds[1:]
+            if metrics_path(run.path, seed_tag(kind, s), "train").exists()]
+
+
+def load_frames(run_dir: Path, running: bool, extra: list[str] = ()):
+    """Train and validation frames per model (and per extra seed), plus notes for the ones that cannot be shown."""
     train, val, notes = {}, {}, []
     for kind in MODEL_KINDS:
         if not metrics_path(run_dir, kind, "train").exists():
@@ -46,6 +53,11 @@ def load_frames(run_dir: Path, running: bool):
             val[kind] = app.metrics(run_dir, kind, "val")
         except RunError as e:
             notes.append((st.warning, f"{MODEL_TITLES[kind]} validation points left out: {e}"))
+    for key in extra:
+        try:
+            train[key], val[key] = app.metrics(run_dir, key, "train"), app.metrics(run_dir, key, "val")
+        except RunError as e:
+            notes.append((st.warning, f"{key}: {e}"))
     return train, val, notes
 
 
@@ -65,7 +77,11 @@ def curves_ui(run_dir: Path, x: str, smoothing: float) -> None:
     elif st.session_state.pop("curves_was_running", False):
         st.rerun(scope="app")  # it just finished: let the whole app (picker, other pages) catch up
     st.session_state["curves_was_running"] = running
-    train, val, notes = load_frames(run_dir, running)
+    extra = seed_keys(run)
+    if extra and not st.toggle(f"Overlay the other seeds ({len(extra)} more student runs)", key="curves_seeds",
+                               help="Students trained with the run's other seeds (--seeds): how much of a curve is luck."):
+        extra = []
+    train, val, notes = load_frames(run_dir, running, extra)
     for show, note in notes:
         show(note)
     if not train:

@@ -25,13 +25,16 @@ from typing import Iterator, Sequence
 import pandas as pd
 import streamlit as st
 
+from .attributions import N_STEPS, Attribution, integrated_gradients, sample_rows
+from .calibration import Progress, calibrate_run, read_calibration
 from .config import MODEL_TITLES, runs_dir
 from .errors import DistillError, RunError
 from .inference import AttentionResult, InputError, Prediction, TextClassifier
 from .runs import (
-    MODEL_CONFIG, MODEL_WEIGHTS, PREDICTIONS_FILE, RunInfo, bench_path, has_model, list_runs, load_run, metrics_path,
-    model_dir, read_json, read_metrics,
+    CALIBRATION_FILE, CONFIG_FILE, MODEL_CONFIG, MODEL_WEIGHTS, PREDICTIONS_FILE, RunInfo, bench_path, has_model,
+    list_runs, load_run, metrics_path, model_dir, read_json, read_metrics,
 )
+from .similarity import LayerSimilarity, layer_similarity as _compare_layers
 from .views.live import batch_table
 from .views.runs import default_run_id
 
@@ -266,3 +269,67 @@ def bench(run_dir: Path, arch: str = "run") -> dict | None:
     """``bench.json`` (or ``bench_<arch>.json``) or None if the run has not been benchmarked that way."""
     path = bench_path(run_dir, arch)
     return _read_bench(str(path), file_stamp(path))
+
+
+# ============================================================================ inspection: calibration, explanations, layers
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _read_calibration(run_dir: str, stamp: tuple | None) -> dict | None:
+    return read_calibration(Path(run_dir)) if stamp is not None else None
+
+
+def calibration(run_dir: Path) -> dict | None:
+    """``calibration.json`` (each model's temperature, test ECE/Brier/NLL before and after), or None if not made yet."""
+    return _read_calibration(str(run_dir), file_stamp(Path(run_dir) / CALIBRATION_FILE))
+
+
+def compute_calibration(run_dir: Path, progress: Progress | None = None) -> dict:
+    """Fit each model's temperature on the run's validation split and store ``calibration.json`` (not cached:
+    it writes the file ``calibration`` reads, whose new stamp refreshes that cache)."""
+    return calibrate_run(Path(run_dir), progress=progress)
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def _explain(model_path: str, stamp: tuple, text: str, target: int, n_steps: int) -> Attribution:
+    return integrated_gradients(_load_classifier(model_path, stamp), text, target, n_steps)
+
+
+def explain(run_dir: Path, kind: str, text: str, target: int | None = None, n_steps: int = N_STEPS) -> Attribution:
+    """Integrated gradients of one text for class ``target`` (None: the model's prediction), cached per text.
+
+    Raises:
+        InputError: empty text. RunError: the model is missing or broken.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("The text is empty: type a sentence to explain.")
+    if target is None:  # resolved first, so "the predicted class" and that class by name share one cache entry
+        target = int(predict(run_dir, kind, text).logits.argmax())
+    return _explain(str(model_dir(run_dir, kind)), model_stamp(run_dir, kind), text, int(target), int(n_steps))
+
+
+@st.cache_data(max_entries=4, show_spinner="Loading the validation split…")
+def _validation_texts(run_dir: str, stamp: tuple | None, n: int, seed: int) -> list[str]:
+    from .evaluate import run_splits
+
+    texts = list(run_splits(Path(run_dir)).validation["text"])
+    return [texts[i] for i in sample_rows(len(texts), n, seed)]
+
+
+def validation_texts(run_dir: Path, n: int, seed: int = 0) -> list[str]:
+    """Up to ``n`` texts of the validation split the run was trained on (a seeded sample, read once)."""
+    return _validation_texts(str(run_dir), file_stamp(Path(run_dir) / CONFIG_FILE), int(n), int(seed))
+
+
+@st.cache_data(max_entries=8, show_spinner="Comparing every teacher layer with every student layer…")
+def _layer_similarity(teacher: tuple[str, tuple], student: tuple[str, tuple], texts: tuple[str, ...]) -> LayerSimilarity:
+    return _compare_layers(_load_classifier(*teacher), _load_classifier(*student), texts)
+
+
+def layer_similarity(run_dir: Path, student: str, n_texts: int) -> LayerSimilarity:
+    """Linear CKA between every teacher and ``student`` layer over ``n_texts`` validation texts (cached)."""
+    for kind in ("teacher", student):
+        classifier(run_dir, kind)
+    texts = tuple(validation_texts(run_dir, n_texts))
+    return _layer_similarity((str(model_dir(run_dir, "teacher")), model_stamp(run_dir, "teacher")),
+                             (str(model_dir(run_dir, student)), model_stamp(run_dir, student)), texts)

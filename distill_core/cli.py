@@ -1,4 +1,4 @@
-"""Command line: ``distill-lens {train,runs,evaluate,bench} ...`` (or ``python -m distill_core ...``).
+"""Command line: ``distill-lens {train,runs,evaluate,bench,export,serve,loadtest} ...`` (or ``python -m distill_core ...``).
 
     distill-lens train                         # the offline `quick` preset
     distill-lens train --preset classic        # bert-base-uncased -> distilbert-base-uncased (GPU + hub)
@@ -6,6 +6,9 @@
     distill-lens runs
     distill-lens evaluate RUN
     distill-lens bench RUN
+    distill-lens export RUN --model student --format onnx --int8
+    distill-lens serve RUN --backend onnx-int8
+    distill-lens loadtest http://127.0.0.1:8000 --run RUN
 
 Every config field has a flag (one table per command below); a flag given overrides the preset, a flag left out
 keeps it. A mistake of the user's (bad flag value, missing run, unreadable dataset) is one line with its fix
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .bench.settings import ARCHS, BERT_BASE_TEXTS, QENGINES, BenchSettings
-from .config import MODEL_KINDS, PRESETS, RunConfig, runs_dir
+from .config import MODEL_KINDS, PRESETS, RunConfig, ShipConfig, runs_dir
 from .errors import DistillError
 
 logger = logging.getLogger("distill_core")
@@ -48,6 +51,13 @@ TRAIN_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--validation-fraction", "data", "validation_fraction", float, "carved from train if no validation split (0.1)"),
     ("--test-fraction", "data", "test_fraction", float, "carved from train if no test split (0.1)"),
     ("--no-group-by-length", "data", "group_by_length", "store_false", "random batches instead of length-grouped ones"),
+    ("--labelled", "data", "labelled", float, "few labels: keep N labelled training rows (a fraction if below 1); "
+     "the distilled student also learns from the rest with their labels hidden"),
+    ("--transfer-dataset", "data", "transfer_dataset", str, "few labels: extra unlabelled texts for the distilled "
+     "student (hub name, folder or short name)"),
+    ("--transfer-split", "data", "transfer_split", str, "split of --transfer-dataset to read (default train; e.g. "
+     "unsupervised for imdb)"),
+    ("--max-transfer-samples", "data", "max_transfer_samples", int, "cap on the transfer texts"),
     # models
     ("--teacher", "model", "teacher", str, "teacher checkpoint, hub name or path (default: the packaged all-MiniLM-L6-v2)"),
     ("--student", "model", "student", str, "pretrained DistilBERT name/path (default: build one from the teacher)"),
@@ -62,6 +72,7 @@ TRAIN_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--lr", "train", "learning_rate", float, "teacher learning rate"),
     ("--student-epochs", "train", "student_epochs", float, "student epochs (default: same as --epochs)"),
     ("--student-lr", "train", "student_learning_rate", float, "student learning rate (default: same as --lr)"),
+    ("--baseline-epochs", "train", "baseline_epochs", float, "baseline student epochs (default: same as --student-epochs)"),
     ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay"),
     ("--scheduler", "train", "scheduler", ("linear", "exponential"), "linear warm-up/decay, or ExponentialLR(gamma) every N batches"),
     ("--warmup-ratio", "train", "warmup_ratio", float, "linear schedule: warm-up fraction of steps"),
@@ -70,6 +81,8 @@ TRAIN_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--max-grad-norm", "train", "max_grad_norm", float, "gradient clipping (0: off)"),
     ("--eval-every", "train", "eval_every", int, "validate every N steps as well as every epoch"),
     ("--seed", "train", "seed", int, "random seed (same seed on CPU: same metrics)"),
+    ("--seeds", "train", "seeds", "ints", "train each student once per seed, e.g. 42,43,44 (the teacher once); the "
+     "first seed's checkpoints are kept"),
     ("--mixed-precision", "train", "mixed_precision", ("auto", "no", "fp16", "bf16"), "auto: bf16/fp16 on GPU, off on CPU"),
     ("--cpu", "train", "cpu", "store_true", "train on CPU even if a GPU is present"),
     ("--num-threads", "train", "num_threads", int, "torch CPU threads"),
@@ -96,10 +109,31 @@ BENCH_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--train-steps", "bench", "train_steps", int, f"optimizer steps per training method ({_B.train_steps})"),
     ("--skip-training", "bench", "skip_training", "store_true", "skip the training-throughput comparison"),
     ("--no-probe", "bench", "probe", "store_false", "skip the fresh-process load time and memory probes"),
+    ("--no-onnx", "bench", "onnx", "store_false", "skip the student on ONNX Runtime (fp32 and int8)"),
     ("--threads", "bench", "threads", int, "torch threads (default: torch's default, one per core)"),
     ("--qengine", "bench", "qengine", str, f"quantized engine for int8 (auto: the faster of {', '.join(QENGINES)} at "
      "max_length)"),
     ("--device", "bench", "device", ("cpu", "cuda"), "where to measure (cpu)"),
+]
+
+
+# flag -> (section, field, type, help); fields of sweep.SweepSettings (defaults written out: cli stays light).
+SWEEP_FLAGS: list[tuple[str, str, str, Any, str]] = [
+    ("--temperature", "sweep", "temperatures", "floats", "temperatures to try (1,2,4,8)"),
+    ("--alpha", "sweep", "alphas", "floats", "KD weights to try, each above 0 (0.25,0.5,0.9)"),
+    ("--epochs", "sweep", "epochs", float, "student epochs per cell (1)"),
+    ("--no-baseline", "sweep", "baseline", "store_false", "skip the baseline cell (the student without the teacher)"),
+]
+
+# flag -> (section, field, type, help); fields of config.ShipConfig.
+_S = ShipConfig()
+SHIP_FLAGS: list[tuple[str, str, str, Any, str]] = [
+    ("--max-drop", "ship", "max_drop", float, f"test accuracy points the student may lose to the teacher ({_S.max_drop})"),
+    ("--min-agreement", "ship", "min_agreement", float,
+     f"share of test texts where the student predicts what the teacher does ({_S.min_agreement})"),
+    ("--min-speedup", "ship", "min_speedup", float, f"teacher / student latency at batch 1, from the bench ({_S.min_speedup})"),
+    ("--max-int8-drop", "ship", "max_int8_drop", float,
+     f"test accuracy points the int8 student may lose, from the bench ({_S.max_int8_drop})"),
 ]
 
 
@@ -114,7 +148,8 @@ def _add_flags(p: argparse.ArgumentParser, table, groups: dict[str, str] | None 
         elif isinstance(typ, tuple):
             g.add_argument(flag, choices=typ, **kw)
         else:
-            parse = {"ints": _int_list, "list": lambda s: [x.strip() for x in s.split(",") if x.strip()]}.get(typ, typ)
+            parse = {"ints": _int_list, "floats": _float_list,
+                     "list": lambda s: [x.strip() for x in s.split(",") if x.strip()]}.get(typ, typ)
             g.add_argument(flag, type=parse, metavar=field.upper(), **kw)
 
 
@@ -123,6 +158,13 @@ def _int_list(s: str) -> list[int]:
         return [int(x) for x in s.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of integers, e.g. 0,2,4") from None
+
+
+def _float_list(s: str) -> list[float]:
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of numbers, e.g. 1,2,4,8") from None
 
 
 def _set_fields(targets: dict[str, Any], args: argparse.Namespace) -> None:
@@ -137,7 +179,15 @@ def _set_fields(targets: dict[str, Any], args: argparse.Namespace) -> None:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     cfg = RunConfig.from_preset(args.preset)
     _set_fields({"run": cfg, "data": cfg.data, "model": cfg.model, "train": cfg.train, "kd": cfg.kd}, args)
+    if args.train__seeds and args.train__seed is None:
+        cfg.train.seed = args.train__seeds[0]  # the first seed also seeds the data split and the teacher
     return cfg
+
+
+def ship_config_from_args(args: argparse.Namespace) -> ShipConfig:
+    ship = ShipConfig()
+    _set_fields({"ship": ship}, args)
+    return ship.validate()
 
 
 def bench_settings_from_args(args: argparse.Namespace) -> BenchSettings:
@@ -152,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train teacher, distilled student and baseline into a run folder")
     t.add_argument("--preset", default="quick", choices=sorted(PRESETS),
-                   help="quick: offline, ~10 min on 2 CPU cores; classic: the reports' bert-base setting (GPU + hub)")
+                   help="quick: offline, ~7 min on 2 CPU cores; few-labels: 500 labels and the rest of AG News as "
+                        "unlabelled texts for the distilled student; classic: the reports' bert-base setting (GPU + hub)")
     t.add_argument("--unless-complete", action="store_true",
                    help="do nothing if a complete run of this preset and dataset already exists")
     _add_flags(t, TRAIN_FLAGS, TRAIN_GROUPS)
@@ -168,6 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("run", help="run id or folder")
     b.add_argument("--output-dir", help="runs folder (default: runs_dir())")
     _add_flags(b, BENCH_FLAGS)
+    w = sub.add_parser("sweep", help="how to choose T and alpha: distilled students for a grid against the run's "
+                       "teacher, scored on validation; resumes an interrupted sweep")
+    w.add_argument("run", help="run id or folder")
+    w.add_argument("--output-dir", help="runs folder (default: runs_dir())")
+    _add_flags(w, SWEEP_FLAGS)
+    c = sub.add_parser("check", help="is the distilled student good enough to ship? your thresholds against the run's "
+                       "evidence; exit code 3 when a check fails or is not measured")
+    c.add_argument("run", help="run id or folder")
+    c.add_argument("--output-dir", help="runs folder (default: runs_dir())")
+    c.add_argument("--model", choices=("student", "baseline"), default="student", help="the student to check (student)")
+    _add_flags(c, SHIP_FLAGS)
+    from . import loadtest, onnx_export, serve
+
+    for module in (serve, onnx_export, loadtest):  # each defines its own flags and runs its own command
+        module.add_parser(sub)
     return p
 
 
@@ -255,8 +321,60 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import SweepSettings, run_sweep
+    from .views.sweep import format_sweep
+
+    settings = SweepSettings()
+    _set_fields({"sweep": settings}, args)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed sweep keeps its finished cells, like Ctrl-C
+    print(format_sweep(run_sweep(args.run, settings, root=_root(args))))
+    return 0
+
+
+CHECK_FAILED = 3  # `check`'s exit code when a check fails or is not measured (2 is a usage error)
+
+
+def cmd_check(args) -> int:
+    from .bench.report import load_bench
+    from .evidence import format_checks, ship_checks
+    from .runs import RESULTS_FILE, check_results, read_json, resolve_run
+
+    thresholds = ship_config_from_args(args)
+    run_dir = resolve_run(args.run, _root(args))
+    results = check_results(read_json(run_dir / RESULTS_FILE))
+    checks = ship_checks(results, load_bench(run_dir), thresholds, args.model)
+    print(f"{run_dir.name}: the {args.model} against your thresholds")
+    print(format_checks(checks))
+    if (results.get("verdict") or {}).get("text"):
+        print(f"\n{results['verdict']['text']}")
+    ok = all(c.passed for c in checks)
+    print("\nReady to ship." if ok else "\nNot ready: a check failed or was not measured.")
+    return 0 if ok else CHECK_FAILED
+
+
+def cmd_serve(args) -> int:
+    from .serve import run_command
+
+    return run_command(args)
+
+
+def cmd_export(args) -> int:
+    from .onnx_export import run_command
+
+    return run_command(args)
+
+
+def cmd_loadtest(args) -> int:
+    from .loadtest import run_command
+
+    return run_command(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "train": cmd_train, "runs": cmd_runs, "evaluate": cmd_evaluate, "bench": cmd_bench,
+    "train": cmd_train, "runs": cmd_runs, "evaluate": cmd_evaluate, "bench": cmd_bench, "check": cmd_check,
+    "sweep": cmd_sweep,
+    "serve": cmd_serve, "export": cmd_export, "loadtest": cmd_loadtest,
 }
 
 

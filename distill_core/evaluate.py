@@ -19,13 +19,28 @@ from datasets import DatasetDict
 from sklearn.metrics import classification_report, confusion_matrix
 from transformers import AutoTokenizer
 
+from .batching import make_loader, tokenize_splits
+from .calibration import calibrate_run
+from .model_card import write_model_cards
 from .config import MODEL_KINDS
-from .data import Splits, load_splits, make_loader, tokenize_splits
+from .data import Splits, load_splits
 from .errors import RunError
+from .evidence import compare, fidelity, seed_summary, verdict
 from .models import describe, load_trained, num_parameters
 from .runs import (
-    CONFIG_FILE, MODEL_WEIGHTS, PREDICTIONS_FILE, RESULTS_FILE, expected_models, has_model, load_run_config,
-    model_dir, read_json, run_problems, write_json_atomic,
+    CONFIG_FILE,
+    MODEL_CARD,
+    MODEL_WEIGHTS,
+    ONNX_DIR,
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    expected_models,
+    has_model,
+    load_run_config,
+    model_dir,
+    read_json,
+    run_problems,
+    write_json_atomic,
 )
 from .training import accuracy_f1, predict_logits
 
@@ -33,7 +48,9 @@ logger = logging.getLogger(__name__)
 
 
 def dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+    """Bytes of a model folder: the model itself, not its ONNX export or model card."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*")
+               if p.is_file() and ONNX_DIR not in p.relative_to(path).parts and p.name != MODEL_CARD)
 
 
 def run_splits(run_dir: Path, saved: dict | None = None) -> Splits:
@@ -47,8 +64,14 @@ def run_splits(run_dir: Path, saved: dict | None = None) -> Splits:
     return load_splits(cfg.data, seed=cfg.train.seed)
 
 
-def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | None = None) -> dict:
+def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | None = None,
+                 seeds: dict[str, list[dict]] | None = None) -> dict:
     """(Re)compute ``results.json`` and ``predictions.parquet`` from the saved models on the test split.
+
+    Beside each model's metrics: each student's fidelity to the teacher (agreement, KL, JS, per class), paired
+    comparisons with intervals (teacher vs each student, distilled vs baseline), the verdict on distillation,
+    and, given ``seeds`` (per model, ``[{"seed", "accuracy", "macro_f1"}, ...]`` from a multi-seed run), their
+    spread. ``evaluate`` alone keeps the training times and seed figures already recorded.
 
     Every model the run set out to train is checked first (``runs.model_problem``): a missing or damaged
     folder is refused, naming the broken file, before anything is loaded or either file is touched.
@@ -114,6 +137,9 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
                 results["models"][kind]["agreement_with_teacher"] = float((pred_by_kind[kind] == pred_by_kind["teacher"]).mean())
                 results["models"][kind]["accuracy_retention"] = (
                     results["models"][kind]["accuracy"] / max(results["models"]["teacher"]["accuracy"], 1e-12))
+                results["models"][kind]["fidelity"] = fidelity(np.stack(preds["teacher_probs"]),
+                                                                np.stack(preds[f"{kind}_probs"]), labels, names)
+    results.update(_evidence(labels, pred_by_kind, len(names), seeds if seeds is not None else old.get("seeds")))
     write_json_atomic(run_dir / RESULTS_FILE, results)
     tmp = run_dir / f".{PREDICTIONS_FILE}.tmp"
     preds.to_parquet(tmp, index=False)
@@ -121,4 +147,29 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
     for kind, r in results["models"].items():
         logger.info("test %-8s accuracy %.4f  macro-F1 %.4f  params %.1fM", kind, r["accuracy"], r["macro_f1"],
                     r["parameters"] / 1e6)
+    calibrate_run(run_dir, splits)
+    write_model_cards(run_dir, results)  # <model>/README.md, Hub-format, so a folder can be shared as it is  # calibration.json: each model's temperature, test ECE before and after
     return results
+
+
+def _evidence(labels: np.ndarray, pred: dict[str, np.ndarray], n_classes: int, seeds: dict | None) -> dict[str, Any]:
+    """Paired comparisons between the models, the spread across seeds, and the verdict on distillation."""
+    out: dict[str, Any] = {"comparisons": {}}
+    for a, b in (("teacher", "student"), ("teacher", "baseline"), ("student", "baseline")):
+        if a in pred and b in pred:
+            out["comparisons"][f"{a}_vs_{b}"] = compare(labels, pred[a], pred[b], n_classes)
+    if seeds:
+        out["seeds"] = {kind: _seed_entry(runs) for kind, runs in seeds.items()}
+    if "student_vs_baseline" in out["comparisons"]:
+        per_seed = {k: [r["accuracy"] for r in v["runs"]] for k, v in out.get("seeds", {}).items()}
+        word, text = verdict(out["comparisons"]["student_vs_baseline"], per_seed)
+        out["verdict"] = {"distillation": word, "text": text}
+    return out
+
+
+def _seed_entry(runs: list[dict] | dict) -> dict[str, Any]:
+    """One model's test figures per seed and their spread; an entry recorded earlier passes through."""
+    if isinstance(runs, dict):
+        return runs
+    return {"runs": runs, "accuracy": seed_summary([r["accuracy"] for r in runs]),
+            "macro_f1": seed_summary([r["macro_f1"] for r in runs])}

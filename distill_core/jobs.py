@@ -79,6 +79,15 @@ def start_bench(run_dir: Path, arch: str = "run") -> Job:
     return Job("bench", run_dir.name, run_dir, log, launch(["bench", str(run_dir), "--arch", arch], log))
 
 
+def start_sweep(run_dir: Path, temperatures: list[float], alphas: list[float], epochs: float = 1.0) -> Job:
+    """``sweep RUN --temperature ... --alpha ... --epochs ...`` in the background (it resumes finished cells)."""
+    run_dir = Path(run_dir)
+    log = log_path(run_dir.parent, run_dir.name, "sweep")
+    args = ["sweep", str(run_dir), "--temperature", ",".join(f"{t:g}" for t in temperatures),
+            "--alpha", ",".join(f"{a:g}" for a in alphas), "--epochs", f"{epochs:g}"]
+    return Job("sweep", run_dir.name, run_dir, log, launch(args, log))
+
+
 def training_progress(run_dir: Path) -> Progress:
     """How far a run's training has got: its own progress report while it trains, 1.0 once complete."""
     try:

@@ -6,6 +6,9 @@ The distillation loss follows Hinton et al. (2015) and HF's DistilBERT ``distill
 
 The ``T^2`` factor keeps the soft term's gradients on the same scale as the hard term's when the
 temperature changes (the soft gradients shrink as ``1 / T^2``).
+
+A label of ``IGNORE_INDEX`` (-100, as in transformers) marks a text whose label is hidden (the few-labels
+setting's transfer set): it takes part in the soft term only, never in cross-entropy.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+IGNORE_INDEX = -100  # a hidden label: the text counts for the KD term only
 
 
 @dataclass
@@ -28,6 +33,17 @@ def cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> LossOut
     return LossOutput(ce, {})
 
 
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the texts whose label is known (mean over them); 0 when a batch has none.
+
+    Args: logits (B, C), labels (B,) with ``IGNORE_INDEX`` for hidden labels.
+    """
+    known = labels != IGNORE_INDEX  # (B,)
+    if not bool(known.any()):
+        return logits.sum() * 0.0  # keeps the graph (and the device) without a NaN
+    return F.cross_entropy(logits[known], labels[known])
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -40,7 +56,7 @@ def kd_loss(
     Args:
         student_logits: (B, C) raw student scores.
         teacher_logits: (B, C) raw teacher scores (no gradient flows into them).
-        labels: (B,) gold class ids.
+        labels: (B,) gold class ids; ``IGNORE_INDEX`` where the label is hidden (soft term only).
         temperature: T > 0; softens both distributions.
         alpha: weight of the soft (KL) term in [0, 1]; 0 gives plain cross-entropy.
 
@@ -58,7 +74,7 @@ def kd_loss(
     t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)  # (B, C)
     kl = F.kl_div(s, t, reduction="batchmean", log_target=True)  # KL(t || s), mean over the batch
     kd = kl * temperature**2
-    ce = F.cross_entropy(student_logits.float(), labels)
+    ce = masked_cross_entropy(student_logits.float(), labels)
     return LossOutput(alpha * kd + (1.0 - alpha) * ce, {"kd_loss": kd, "ce_loss": ce})
 
 

@@ -13,6 +13,7 @@ import logging
 import platform
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,50 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, set_seed
 
 from . import __version__
+from .batching import make_loader, padding_efficiency, tokenize_splits
 from .config import RunConfig
-from .data import Splits, load_splits, make_loader, padding_efficiency, resolve_dataset, tokenize_splits
+from .data import Splits, load_splits, resolve_dataset
 from .errors import ConfigError, ModelError, RunError
 from .evaluate import evaluate_run
 from .models import (
-    build_student, config_value, default_layer_map, describe, load_teacher, load_tokenizer, load_trained, source_config,
+    build_student,
+    config_value,
+    default_layer_map,
+    describe,
+    load_teacher,
+    load_tokenizer,
+    load_trained,
+    source_config,
 )
 from .runs import (
-    CONFIG_FILE, KD_COLUMNS, TRAIN_COLUMNS, VAL_COLUMNS, CsvLog, atomic_dir, clear_progress, has_model, metrics_path,
-    model_dir, new_run_id, read_json, resolve_run, set_status, write_json_atomic, write_progress,
+    CONFIG_FILE,
+    KD_COLUMNS,
+    TRAIN_COLUMNS,
+    VAL_COLUMNS,
+    CsvLog,
+    atomic_dir,
+    clear_progress,
+    has_model,
+    metrics_path,
+    model_dir,
+    new_run_id,
+    read_json,
+    resolve_run,
+    seed_tag,
+    set_status,
+    write_json_atomic,
+    write_progress,
 )
-from .training import LoopSettings, cross_entropy_objective, kd_objective, make_accelerator, predict_logits, train
+from .training import (
+    LoopSettings,
+    accuracy_f1,
+    cross_entropy_objective,
+    kd_objective,
+    make_accelerator,
+    predict_logits,
+    train,
+)
+from .transfer import load_transfer_texts, split_labelled, with_transfer
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +75,10 @@ PROGRESS_EVERY_S = 1.0  # progress file writes while training, at most one per t
 class CsvCallback:
     """Writes the loop's step and evaluation rows to ``<kind>_train.csv`` and ``<kind>_val.csv``."""
 
-    def __init__(self, run_dir: Path, kind: str):
+    def __init__(self, run_dir: Path, kind: str, tag: str | None = None):
         cols = TRAIN_COLUMNS + (KD_COLUMNS + ["hidden_loss"] if kind == "student" else [])
-        self.train_log = CsvLog(metrics_path(run_dir, kind, "train"), cols)
-        self.val_log = CsvLog(metrics_path(run_dir, kind, "val"), VAL_COLUMNS)
+        self.train_log = CsvLog(metrics_path(run_dir, tag or kind, "train"), cols)
+        self.val_log = CsvLog(metrics_path(run_dir, tag or kind, "val"), VAL_COLUMNS)
 
     def on_step(self, row: dict[str, Any]) -> None:
         self.train_log.write(row)
@@ -139,6 +172,7 @@ class _Run:
         self.stage = "data"
         self.meta: dict[str, Any] = {}
         self.timings: dict[str, dict] = {}
+        self.seed_runs: dict[str, list[dict]] = {}  # per student kind: test figures of each seed (multi-seed runs)
         self.steps_done = self.steps_total = 0
 
     # ------------------------------------------------------------------ status, progress, config.json
@@ -160,36 +194,60 @@ class _Run:
 
     # ------------------------------------------------------------------ data
 
-    def load_data(self, teacher_src: Path | None) -> None:
+    def setup(self, data: "RunData", teacher_src: Path | None) -> None:
+        """Tokenise the data once, write config.json, build the loaders and plan the optimizer steps."""
         cfg = self.cfg
-        self.splits = load_splits(cfg.data, seed=cfg.train.seed)
-        self.tokenizer = load_tokenizer(str(teacher_src) if teacher_src else cfg.model.teacher)
+        self.splits, self.tokenizer, transfer_texts = data.splits, data.tokenizer, data.transfer_texts
         self.tok = tokenize_splits(self.splits, self.tokenizer, cfg.data.max_length)
+        # What the distilled student learns from: the labelled rows, plus the transfer texts (label hidden).
+        self.kd_train = (with_transfer(self.tok["train"], transfer_texts, self.tokenizer, cfg.data.max_length)
+                         if transfer_texts else self.tok["train"])
         self.accelerator = make_accelerator(cfg.train.mixed_precision, cfg.train.cpu)
         env = environment()
         env["mixed_precision"] = self.accelerator.mixed_precision
-        self.meta = {**cfg.to_dict(), "dataset_info": self.splits.info(), "environment": env, "architectures": {},
+        info = self.splits.info()
+        if transfer_texts:
+            info["rows"]["transfer"] = len(transfer_texts)
+        self.meta = {**cfg.to_dict(), "dataset_info": info, "environment": env, "architectures": {},
                      "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         self.write_meta()
         self.train_loader, self.val_loader = self.loader("train", True), self.loader("validation", False)
-        trained = [k for k in cfg.train.models if not (k == "teacher" and teacher_src is not None)]
-        self.steps_total = sum(LoopSettings.from_config(cfg.train, k).total_steps(len(self.train_loader)) for k in trained)
+        self.steps_total = self._planned_steps(teacher_src is None)
         logger.info("\n%s", _summary(cfg, self.run_dir, self.splits, padding_efficiency(self.train_loader), env))
 
-    def loader(self, split: str, train_order: bool, ds=None):
+    def _planned_steps(self, train_teacher: bool) -> int:
+        t = self.cfg.train
+        steps = {"teacher": len(self.train_loader), "baseline": len(self.train_loader),
+                 "student": len(self.loader("train", True, self.kd_train))}  # optimizer steps per epoch
+        total = 0
+        for kind in t.models:
+            if kind == "teacher" and not train_teacher:
+                continue
+            runs = 1 if kind == "teacher" else len(t.all_seeds())
+            total += runs * LoopSettings.from_config(t, kind).total_steps(steps[kind])
+        return total
+
+    def loader(self, split: str, train_order: bool, ds=None, seed: int | None = None):
         t = self.cfg.train
         return make_loader(ds if ds is not None else self.tok[split], self.tokenizer,
-                           t.batch_size if train_order else t.eval_batch_size, shuffle=train_order, seed=t.seed,
-                           group_by_length=self.cfg.data.group_by_length)
+                           t.batch_size if train_order else t.eval_batch_size, shuffle=train_order,
+                           seed=t.seed if seed is None else seed, group_by_length=self.cfg.data.group_by_length)
 
     # ------------------------------------------------------------------ one model
 
-    def fit(self, kind: str, model, objective, train_dl) -> None:
-        """Train ``model`` with ``objective`` by the one loop, log it to CSV, save it into the run."""
-        self.set_stage(kind)
-        self.meta["architectures"][kind] = describe(model)
-        self.write_meta()
-        csv = [CsvCallback(self.run_dir, kind)] if self.is_main else []
+    def fit(self, kind: str, model, objective, train_dl, seed: int | None = None):
+        """Train ``model`` with ``objective`` by the one loop and log it to CSV; returns the trained model.
+
+        The first seed's model is saved into the run as ``<kind>/``; another seed's is logged under
+        ``runs.seed_tag(kind, seed)`` and scored on the test split instead (no checkpoint: disk use stays flat).
+        """
+        first = seed is None or seed == self.cfg.train.all_seeds()[0]
+        tag = kind if first else seed_tag(kind, seed)
+        self.set_stage(tag)
+        if first:
+            self.meta["architectures"][kind] = describe(model)
+            self.write_meta()
+        csv = [CsvCallback(self.run_dir, kind, tag)] if self.is_main else []
         acc = self.accelerator
         try:
             res = train(model, train_dl, self.val_loader, objective, LoopSettings.from_config(self.cfg.train, kind),
@@ -198,13 +256,18 @@ class _Run:
             for cb in csv:
                 cb.close()
         model = acc.unwrap_model(model)
-        self.timings[kind] = {"train_time_s": round(res.elapsed_s, 2), "train_samples_per_s": round(res.samples_per_s, 2),
-                              "steps": res.steps}
-        logger.info("%s: %d steps in %.0f s (%.1f samples/s)", kind, res.steps, res.elapsed_s, res.samples_per_s)
-        if self.is_main:
+        if first:
+            self.timings[kind] = {"train_time_s": round(res.elapsed_s, 2),
+                                  "train_samples_per_s": round(res.samples_per_s, 2), "steps": res.steps}
+        logger.info("%s: %d steps in %.0f s (%.1f samples/s)", tag, res.steps, res.elapsed_s, res.samples_per_s)
+        if first and self.is_main:
             save_model(model, self.tokenizer, self.run_dir, kind, self.cfg.data.max_length)
+        if len(self.cfg.train.all_seeds()) > 1 and kind != "teacher":
+            lg, lb = predict_logits(model, self.loader("test", False), acc.device, desc=f"test {tag}")
+            self.seed_runs.setdefault(kind, []).append({"seed": seed, **accuracy_f1(lb, lg.argmax(-1))})
         acc.wait_for_everyone()
         acc.free_memory()
+        return model
 
     def reuse_teacher(self, src: Path) -> None:
         self.stage = "teacher"
@@ -221,7 +284,7 @@ class _Run:
                  self.train_loader)
 
     def train_student(self) -> None:
-        """The distilled student: KD against the run's fine-tuned, frozen teacher."""
+        """The distilled student, once per seed: KD against the run's fine-tuned, frozen teacher."""
         if not has_model(self.run_dir, "teacher"):
             raise ModelError("The distilled student needs a teacher: include 'teacher' in --models, "
                              "or reuse one with --teacher-from RUN")
@@ -230,24 +293,54 @@ class _Run:
         teacher = load_trained(model_dir(self.run_dir, "teacher"))
         teacher.to(self.accelerator.device).eval().requires_grad_(False)
         if kd.hidden_weight > 0:
-            train_ds = self.tok["train"]
+            train_ds = self.kd_train
         else:
             # The teacher is frozen: its logits for the training set never change, so compute them once.
-            lg, _ = predict_logits(teacher, self.loader("train", False), self.accelerator.device, desc="teacher logits")
-            train_ds = self.tok["train"].add_column("teacher_logits", lg.tolist())
-        set_seed(cfg.train.seed)
-        student = build_student(cfg.model, self.splits.label_names)
-        # A built student knows its map; a pretrained one is aligned every other layer (or --layer-map).
-        layer_map = (getattr(student.config, "distill_layer_map", None) or cfg.model.layer_map
-                     or default_layer_map(teacher.config.num_hidden_layers, student.config.n_layers))
-        objective = kd_objective(kd.temperature, kd.alpha, teacher, kd.hidden_weight, layer_map)
-        self.fit("student", student, objective, self.loader("train", True, train_ds))
+            lg, _ = predict_logits(teacher, self.loader("train", False, self.kd_train), self.accelerator.device,
+                                   desc="teacher logits")
+            train_ds = self.kd_train.add_column("teacher_logits", lg.tolist())
+        for seed in cfg.train.all_seeds():
+            set_seed(seed)
+            student = build_student(cfg.model, self.splits.label_names)
+            # A built student knows its map; a pretrained one is aligned every other layer (or --layer-map).
+            layer_map = (getattr(student.config, "distill_layer_map", None) or cfg.model.layer_map
+                         or default_layer_map(teacher.config.num_hidden_layers, student.config.n_layers))
+            objective = kd_objective(kd.temperature, kd.alpha, teacher, kd.hidden_weight, layer_map)
+            self.fit("student", student, objective, self.loader("train", True, train_ds, seed), seed)
 
     def train_baseline(self) -> None:
-        """The baseline: the same student, initialisation and seed, trained without a teacher."""
-        set_seed(self.cfg.train.seed)
-        self.fit("baseline", build_student(self.cfg.model, self.splits.label_names), cross_entropy_objective,
-                 self.train_loader)
+        """The baseline, once per seed: the same student, initialisation and seed, trained without a teacher."""
+        for seed in self.cfg.train.all_seeds():
+            set_seed(seed)
+            self.fit("baseline", build_student(self.cfg.model, self.splits.label_names), cross_entropy_objective,
+                     self.loader("train", True, seed=seed), seed)
+
+
+@dataclass
+class RunData:
+    """What a run trains on, loaded and checked before its folder exists."""
+
+    splits: Splits
+    tokenizer: Any
+    transfer_texts: list[str]  # texts whose labels the students never see (few-labels setting)
+
+
+def load_run_data(cfg: RunConfig, teacher_src: Path | None) -> RunData:
+    """The splits (few labels: the labelled subset, and the texts with hidden labels) and the tokenizer.
+
+    Every problem with the user's data shows here, so a rejected dataset leaves no run folder behind.
+    """
+    splits = load_splits(cfg.data, seed=cfg.train.seed)
+    transfer_texts: list[str] = []
+    if cfg.data.labelled:
+        # Few labels: teacher and baseline see the labelled rows only; the distilled student also learns the
+        # teacher's distribution on the other training texts (and --transfer-dataset), their labels hidden.
+        splits.train, hidden = split_labelled(splits.train, cfg.data.labelled, cfg.train.seed)
+        transfer_texts = list(hidden["text"]) + load_transfer_texts(cfg.data, cfg.train.seed)
+        splits.notes.append(f"{len(splits.train)} labelled training rows (stratified, seed {cfg.train.seed}); "
+                            f"{len(transfer_texts)} texts with hidden labels for the distilled student's soft targets")
+    tokenizer = load_tokenizer(str(teacher_src) if teacher_src else cfg.model.teacher)
+    return RunData(splits, tokenizer, transfer_texts)
 
 
 def run_pipeline(cfg: RunConfig) -> Path:
@@ -259,17 +352,18 @@ def run_pipeline(cfg: RunConfig) -> Path:
     cfg.validate()
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    # A mistyped dataset path, a teacher that is not there or a value the models cannot take fails here,
-    # before any run folder exists.
+    # A mistyped dataset path, a teacher that is not there, a value the models cannot take or data that
+    # cannot be used fails here, before any run folder exists.
     resolve_dataset(cfg.data)
     teacher_src = _teacher_source(cfg, cfg.runs_root())
     check_models(cfg, teacher_src)
+    data = load_run_data(cfg, teacher_src)
     state = PartialState()
     run = _Run(cfg, _make_run_dir(cfg, state), state.is_main_process)
     models = cfg.train.models
     run.set_stage("data")
     try:
-        run.load_data(teacher_src)
+        run.setup(data, teacher_src)
         if teacher_src is not None:
             run.reuse_teacher(teacher_src)
         elif "teacher" in models:
@@ -280,7 +374,7 @@ def run_pipeline(cfg: RunConfig) -> Path:
             run.train_baseline()
         run.set_stage("evaluate")
         if run.is_main:
-            evaluate_run(run.run_dir, splits=run.splits, timings=run.timings)
+            evaluate_run(run.run_dir, splits=run.splits, timings=run.timings, seeds=run.seed_runs or None)
             set_status(run.run_dir, "complete", "done")
             clear_progress(run.run_dir, "train")
         logger.info("Run complete: %s", run.run_dir)

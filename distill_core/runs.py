@@ -7,10 +7,16 @@ This module owns every name in it; everything else asks here (``metrics_path``, 
         config.json            resolved RunConfig + dataset info + library versions + device
         <model>_train.csv      one row per optimizer step (appended while training)
         <model>_val.csv        one row per evaluation (appended while training)
+        <model>_seed<N>_*.csv  the same for a student trained with another seed (``--seeds``; no checkpoint kept)
         teacher/ student/ baseline/   save_pretrained folders (config.json, tokenizer, model.safetensors)
+            README.md          the model card (``model_card.write_model_cards``)
+            onnx/              ``export RUN --model <model>``: model.onnx, model_int8.onnx (--int8), the tokenizer,
+                               config.json and export.json (what it was exported from, verified on the test texts)
         results.json           test metrics per model, teacher-student agreement
         predictions.parquet    one row per test example: text, label, label_name, <model>_pred, <model>_probs (list)
         bench.json             speed/size figures (``bench RUN``); bench_<arch>.json for reference shapes
+        sweep/sweep.json       ``sweep RUN``: the T/alpha grid's validation figures and the chosen cell's test figure
+        calibration.json       per model: temperature fitted on validation, test ECE/Brier/NLL before and after
         .progress-<job>.json   while a job (train, bench) runs: {"job", "fraction", "message", "pid", "host", "updated"}
     artifacts/runs/.logs/<run_id>-<job>.log   output of a job started from the dashboard
 
@@ -39,10 +45,17 @@ STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.parquet"
+CALIBRATION_FILE = "calibration.json"  # its shape: calibration.check_calibration
 BENCH_FILE = "bench.json"
+SWEEP_DIR = "sweep"
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "config.json"
 LOGS_DIR = ".logs"
+MODEL_CARD = "README.md"
+ONNX_DIR = "onnx"
+ONNX_MODEL = "model.onnx"
+ONNX_INT8_MODEL = "model_int8.onnx"
+ONNX_EXPORT_FILE = "export.json"
 
 TRAIN_COLUMNS = ["step", "epoch", "batch", "train_loss", "train_accuracy", "learning_rate", "examples_seen", "elapsed_s"]
 KD_COLUMNS = ["kd_loss", "ce_loss"]
@@ -57,9 +70,29 @@ def model_dir(run_dir: Path, kind: str) -> Path:
     return Path(run_dir) / kind
 
 
+def onnx_dir(run_dir: Path, kind: str) -> Path:
+    """The ONNX export of one model of a run (``python -m distill_core export RUN --model <kind>``)."""
+    return model_dir(run_dir, kind) / ONNX_DIR
+
+
+def model_card_path(run_dir: Path, kind: str) -> Path:
+    """The Hub-format model card of one model of a run."""
+    return model_dir(run_dir, kind) / MODEL_CARD
+
+
 def metrics_path(run_dir: Path, kind: str, split: str) -> Path:
     """``<kind>_<split>.csv``: ``split`` is ``train`` (per step) or ``val`` (per evaluation)."""
     return Path(run_dir) / f"{kind}_{split}.csv"
+
+
+def sweep_path(run_dir: Path) -> Path:
+    """The T/alpha sweep of a run (``sweep RUN``): its grid, schedule, every cell's validation figures, the choice."""
+    return Path(run_dir) / SWEEP_DIR / "sweep.json"
+
+
+def seed_tag(kind: str, seed: int) -> str:
+    """The name a student trained with another seed than the run's first logs under (``student_seed43``)."""
+    return f"{kind}_seed{int(seed)}"
 
 
 def bench_path(run_dir: Path, arch: str = "run") -> Path:
@@ -86,6 +119,21 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, default=_json_default)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to ``path`` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from .losses import LossOutput, cross_entropy, hidden_cosine_loss, kd_loss
+from .losses import IGNORE_INDEX, LossOutput, cross_entropy, hidden_cosine_loss, kd_loss
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +241,8 @@ def train(
             step += 1
             n = batch["labels"].shape[0] * accelerator.num_processes
             seen += n
-            acc = (logits.detach().argmax(-1) == batch["labels"]).float().mean().item()
+            known = batch["labels"] != IGNORE_INDEX  # hidden labels (transfer texts) do not count
+            acc = (logits.detach().argmax(-1) == batch["labels"])[known].float().mean().item() if known.any() else float("nan")
             row = {
                 "step": step, "epoch": round(epoch + (b_idx + 1) / steps_per_epoch, 4), "batch": b_idx + 1,
                 "train_loss": out.loss.item(), "train_accuracy": acc,

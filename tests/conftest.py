@@ -105,6 +105,22 @@ def tiny_run(tmp_path_factory, dataset_dir, teacher_dir) -> Path:
     return out / "20260101-000000_tiny_quick"
 
 
+@pytest.fixture
+def runs(tmp_path, monkeypatch, tiny_run) -> Path:
+    """A runs folder holding a copy of the tiny run, as ``$DISTILL_RUNS_DIR`` (what the dashboard reads)."""
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run, root / tiny_run.name)
+    monkeypatch.setenv("DISTILL_RUNS_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def run_dir(runs, tiny_run) -> Path:
+    return runs / tiny_run.name
+
+
 @pytest.fixture(autouse=True)
 def _no_data_dir(monkeypatch):
     monkeypatch.delenv("DISTILL_DATA_DIR", raising=False)

@@ -112,7 +112,7 @@ def test_bench_writes_a_valid_bench_json(benched, capsys):
     assert set(data["machine"]) >= {"cpu_model", "cores", "torch_threads", "torch", "transformers", "platform"}
     assert set(data["settings"]) >= {"repeats", "warmup", "batch_size", "median_tokens", "max_length", "arch"}
     assert data["settings"]["max_length"] == 32 and data["settings"]["arch"] == "run"
-    assert set(data["models"]) == {"teacher", "student", "student_int8"}
+    assert set(data["models"]) == {"teacher", "student", "student_int8", "student_onnx", "student_onnx_int8"}
     for key, m in data["models"].items():
         for length in ("median_len", "max_len"):
             lat = m["latency_ms"][length]
@@ -123,6 +123,16 @@ def test_bench_writes_a_valid_bench_json(benched, capsys):
         assert 0 <= m["accuracy"] <= 1 and 0 <= m["macro_f1"] <= 1
         assert m["load_time_s"] > 0 and m["peak_rss_mb"] > m["rss_before_load_mb"] > 0
     assert data["models"]["student_int8"]["size_bytes"] < data["models"]["student"]["size_bytes"]
+    onnx, onnx_int8 = data["models"]["student_onnx"], data["models"]["student_onnx_int8"]
+    assert onnx["runtime"] == onnx_int8["runtime"] == "ONNX Runtime" and data["models"]["student"]["runtime"] == "PyTorch"
+    assert onnx["parameters"] == onnx_int8["parameters"] == data["models"]["student"]["parameters"]
+    assert onnx_int8["size_bytes"] < onnx["size_bytes"]
+    # The fp32 graph computes what PyTorch does: the same accuracy on the same texts.
+    assert onnx["accuracy"] == data["models"]["student"]["accuracy"]
+    assert data["onnx_int8"]["accuracy_drop_points"] == pytest.approx(
+        (data["models"]["student"]["accuracy"] - onnx_int8["accuracy"]) * 100)
+    assert data["speedup"]["onnx_int8_vs_teacher_median_len"] > 0
+    assert any("exported for this bench" in n for n in data["notes"]), "the tiny run has no export of its own"
     assert data["models"]["student_int8"]["quantize_time_s"] > 0
     assert data["speedup"]["student_vs_teacher_max_len"] > 0
     assert data["int8"]["accuracy_drop_points"] is not None
@@ -136,6 +146,36 @@ def test_bench_writes_a_valid_bench_json(benched, capsys):
     assert "targets" not in data
     table = report.format_table(data)
     assert "Distilled student, int8" in table and "targets:" not in table
+    assert "Distilled student, ONNX int8" in table and "ONNX int8 vs teacher" in table and "ONNX int8 costs" in table
+    card = (benched / "student" / "README.md").read_text()  # the bench brings the model cards up to date
+    p50 = data["models"]["student_onnx_int8"]["latency_ms"]["median_len"]["p50"]
+    assert "## Speed" in card and f"| Distilled student, ONNX int8 | {p50:.2f} |" in card
+
+
+def test_bench_times_each_onnx_session_in_its_own_block_and_uses_the_runs_export(run_copy, monkeypatch):
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["export", str(run_copy), "--int8", "--threads", "1"]) == 0
+    blocks = []
+    timed = measure.time_calls
+
+    def recording(fns, *args, **kwargs):
+        blocks.append(sorted(fns))
+        return timed(fns, *args, **kwargs)
+
+    monkeypatch.setattr(bench_run, "time_calls", recording)
+    out = bench_run.run_bench(run_copy, settings.BenchSettings(repeats=2, warmup=0, probe=False, skip_training=True,
+                                                               threads=1))
+    torch_block = ["student", "student_int8", "teacher"]
+    # Median length, then max length: PyTorch's models taking turns, then each ONNX Runtime session on its own.
+    assert blocks == [torch_block, torch_block, ["student_onnx"], ["student_onnx"], ["student_onnx_int8"],
+                      ["student_onnx_int8"]]
+    assert not any("exported for this bench" in n for n in out["notes"])
+    verified = json.loads((run_copy / "student" / "onnx" / "export.json").read_text())["verification"]
+    assert out["models"]["student_onnx_int8"]["accuracy"] == pytest.approx(verified["onnx_int8"]["accuracy"])
+    assert out["models"]["student_onnx_int8"]["size_bytes"] == (run_copy / "student" / "onnx" / "model_int8.onnx").stat().st_size
 
 
 def test_bench_bert_base_arch_writes_its_own_file(run_copy, monkeypatch):
@@ -184,3 +224,5 @@ def test_performance_page_draws_the_bench(benched, monkeypatch):
     assert not at.exception
     assert len(at.get("plotly_chart")) >= 5
     assert any("Distilled student, int8" in str(df.value) for df in at.dataframe)
+    assert any("Distilled student, ONNX int8" in str(df.value) for df in at.dataframe)
+    assert any(m.label == "ONNX int8 vs teacher" for m in at.metric)

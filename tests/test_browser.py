@@ -165,6 +165,16 @@ def test_every_page_in_chromium(server, browser, tokenizer):
     no_exception(page)
     screenshot(page, "5_attention_aligned.png")
 
+    for title, shot, needle in (("Disagreements", "6a_disagreements.png", "Confusion matrices"),
+                                ("Calibration", "6b_calibration.png", "Reliability diagrams"),
+                                ("Explanations", "6c_explanations.png", "Convergence delta"),
+                                ("Layer similarity", "6d_layer_similarity.png", "initialised from")):
+        open_page(page, title)
+        assert charts(page, 1) >= 1
+        page.get_by_text(needle).first.wait_for(timeout=30_000)
+        no_exception(page)
+        screenshot(page, shot)
+
     nav = page.locator('[data-testid="stSidebarNav"]')
     if nav.get_by_text("Performance", exact=True).count():  # the benchmark page, once it exists
         open_page(page, "Performance")

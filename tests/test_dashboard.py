@@ -37,20 +37,6 @@ def torch_threads():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def runs(tmp_path, monkeypatch, tiny_run) -> Path:
-    """A runs folder holding a copy of the tiny run, as ``$DISTILL_RUNS_DIR``."""
-    root = tmp_path / "runs"
-    shutil.copytree(tiny_run, root / tiny_run.name)
-    monkeypatch.setenv("DISTILL_RUNS_DIR", str(root))
-    return root
-
-
-@pytest.fixture
-def run_dir(runs, tiny_run) -> Path:
-    return runs / tiny_run.name
-
-
 def open_app(page: str | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     if page:

@@ -1,9 +1,10 @@
 import pandas as pd
 import pytest
-
 from conftest import LABELS, card, make_texts, shared_data_dir, write_hub_folder
+
+from distill_core.batching import make_loader, padding_efficiency, tokenize_splits
 from distill_core.config import DataConfig
-from distill_core.data import DataError, load_splits, make_loader, padding_efficiency, resolve_dataset, tokenize_splits
+from distill_core.data import DataError, load_splits, resolve_dataset
 
 
 def _cfg(path, **kw):
@@ -306,7 +307,7 @@ def test_path_like_dataset_that_does_not_exist_fails_at_once(tmp_path, monkeypat
         raise AssertionError("a path-like name must never reach load_dataset")
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("distill_core.data.datasets.load_dataset", no_hub)
+    monkeypatch.setattr("distill_core.dataset_files.datasets.load_dataset", no_hub)
     (tmp_path / "data").mkdir()
     _refused(tmp_path, DataConfig(dataset="data/mydata"), "Dataset folder 'data/mydata' not found: "
              f"{tmp_path.resolve() / 'data' / 'mydata'} does not exist", "Fix: pass an existing folder")

@@ -239,8 +239,8 @@ def test_stale_status_on_this_host_with_a_live_pid_is_still_running(tmp_path, ti
 
 # ----------------------------------------------------------------------------- the same on the dashboard
 
-from test_dashboard import (  # noqa: E402 - the dashboard tests' app driver and fixtures
-    ATTENTION, CURVES, LIVE, OVERVIEW, WELCOME, open_app, run_dir, runs, texts, torch_threads,  # noqa: F401
+from test_dashboard import (  # noqa: E402 - the dashboard tests' app driver and its thread-count guard
+    ATTENTION, CURVES, LIVE, OVERVIEW, WELCOME, open_app, texts, torch_threads,  # noqa: F401
 )
 
 PAGES = (OVERVIEW, CURVES, LIVE, ATTENTION, "app_pages/performance.py", WELCOME)

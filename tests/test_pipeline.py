@@ -126,13 +126,14 @@ def test_mistyped_dataset_path_leaves_no_run_folder(tmp_path, teacher_dir, caplo
     assert not (tmp_path / "bad").exists()
 
 
-def test_data_error_while_loading_marks_the_run_failed(tmp_path, teacher_dir):
+def test_data_error_while_loading_leaves_no_run_folder(tmp_path, teacher_dir, caplog):
+    """Data that cannot be used is the user's to fix, before a run exists: one line, nothing written."""
     from conftest import make_texts, write_hub_folder
 
     d = write_hub_folder(tmp_path / "data" / "empty_test", {"train": make_texts(40, 0), "test": make_texts(4, 0).iloc[0:0]})
     assert main(train_args(d, teacher_dir, tmp_path / "runs", "bad")) == 2
-    info = load_run(tmp_path / "runs" / "bad")
-    assert info.status == "failed" and "0 rows" in info.error
+    assert "0 rows" in caplog.text
+    assert not (tmp_path / "runs" / "bad").exists()
 
 
 def test_evaluate_recomputes_results(tmp_path, tiny_run, capsys):

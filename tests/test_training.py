@@ -3,13 +3,18 @@
 import pytest
 import torch
 from datasets import Dataset
+from tiny_models import tiny_teacher
 
-from distill_core.data import make_loader
+from distill_core.batching import make_loader
 from distill_core.models import build_student_from_teacher
 from distill_core.training import (
-    LoopSettings, cross_entropy_objective, kd_objective, make_accelerator, predict_logits, train,
+    LoopSettings,
+    cross_entropy_objective,
+    kd_objective,
+    make_accelerator,
+    predict_logits,
+    train,
 )
-from tiny_models import tiny_teacher
 
 LABELS = ["x", "y"]
 

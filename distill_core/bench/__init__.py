@@ -8,7 +8,8 @@
     from distill_core.bench.settings import BenchSettings
     bench = run_bench("RUN", BenchSettings(repeats=30))   # the same from Python; returns the bench.json dict
 
-What is measured, per model (``teacher``, ``student``, ``student_int8``):
+What is measured, per model (``teacher``, ``student``, ``student_int8`` on PyTorch; ``student_onnx`` and
+``student_onnx_int8`` on ONNX Runtime):
 
 - latency of ``TextClassifier.predict_proba([text])`` (tokenisation included) at batch 1: median and p95 over
   ``repeats`` timed calls after ``warmup`` untimed ones, for a test text of the dataset's median token length
@@ -24,7 +25,11 @@ What is measured, per model (``teacher``, ``student``, ``student_int8``):
 
 ``student_int8`` is the distilled student with every ``nn.Linear`` dynamically quantised to int8 in memory
 (``quantize_int8``), on the quantized engine that is faster here (``pick_qengine``); no int8 checkpoint is
-written. The training comparison trains the run's teacher for ``train_steps`` steps three ways on the run's
+written. ``student_onnx`` and ``student_onnx_int8`` are the run's ONNX export (``export RUN --int8``) when it is
+current, else one made the same way for the bench and not kept (``--no-onnx`` skips them); ONNX Runtime gets as
+many threads as torch. The PyTorch models are timed first (taking turns, as above), then each ONNX Runtime model
+alone, the previous one released: ONNX Runtime's idle threads spin for a while after each call and would slow
+whatever is timed next on the same cores. The training comparison trains the run's teacher for ``train_steps`` steps three ways on the run's
 training split: the pipeline's own loop and length-grouped batches, the same loop with every example padded to
 ``max_length`` (as the reports did), and transformers' ``Trainer`` with its defaults (random batches padded per
 batch) -- same model, data, batch size and AdamW.

@@ -30,15 +30,16 @@ PROBE_MODULE = "distill_core.bench.probe"  # this module, run as the child
 
 
 def probe(model_dir: Path, quantize: bool, texts: list[str], settings: BenchSettings,
-          qengine: str | None = None) -> dict[str, Any]:
+          qengine: str | None = None, backend: str = "torch") -> dict[str, Any]:
     """Load ``model_dir`` in a fresh Python process, classify ``texts`` once, and report its load time and peak
     resident memory (see ``_probe_main``).
 
     Args:
         quantize: quantise the loaded model to int8 (on ``qengine``), as the bench's ``student_int8``.
+        backend: ``torch``, or ``onnx`` / ``onnx-int8`` for an ONNX export folder run by ONNX Runtime.
     """
     spec = {"model_dir": str(model_dir), "quantize": quantize, "texts": texts, "batch_size": settings.batch_size,
-            "threads": torch.get_num_threads(), "qengine": qengine, "device": settings.device}
+            "threads": torch.get_num_threads(), "qengine": qengine, "device": settings.device, "backend": backend}
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     # cwd: `-m distill_core...` resolves from the project folder whether or not the package is installed.
     proc = subprocess.run([sys.executable, "-m", PROBE_MODULE], input=json.dumps(spec), capture_output=True,
@@ -77,12 +78,20 @@ def _probe_main() -> None:
     import transformers.models.distilbert.modeling_distilbert  # noqa: F401
 
     from ..inference import TextClassifier
+    from ..onnx_export import OnnxClassifier
 
     spec = json.loads(sys.stdin.read())
     torch.set_num_threads(int(spec["threads"]))
+    backend = spec.get("backend", "torch")
+    if backend != "torch":
+        import onnxruntime  # noqa: F401 - imported before timing, as torch is
+
     rss_before = psutil.Process().memory_info().rss / 2**20
     t0 = time.perf_counter()
-    clf = TextClassifier.load(spec["model_dir"], device=spec["device"])
+    if backend == "torch":
+        clf = TextClassifier.load(spec["model_dir"], device=spec["device"])
+    else:
+        clf = OnnxClassifier.load(spec["model_dir"], int8=backend == "onnx-int8", threads=int(spec["threads"]))
     t1 = time.perf_counter()
     if spec["quantize"]:
         clf.model = quantize_int8(clf.model, spec["qengine"], inplace=True)  # as a server would: no fp32 copy kept

@@ -19,7 +19,9 @@ from ..runs import bench_path, read_json
 LENGTHS = ("median_len", "max_len")  # the two batch-1 latencies of every model entry
 # The ratios stored in bench.json's "speedup": name -> (reference model, faster model).
 PAIRS = {"student_vs_teacher": ("teacher", "student"), "int8_vs_student": ("student", "student_int8"),
-         "int8_vs_teacher": ("teacher", "student_int8")}
+         "int8_vs_teacher": ("teacher", "student_int8"), "onnx_vs_student": ("student", "student_onnx"),
+         "onnx_int8_vs_student": ("student", "student_onnx_int8"),
+         "onnx_int8_vs_teacher": ("teacher", "student_onnx_int8")}
 
 
 def load_bench(run_dir: Path, arch: str = "run") -> dict[str, Any] | None:
@@ -78,16 +80,18 @@ def speedups(models: dict[str, dict]) -> dict[str, float | None]:
     return out
 
 
-def int8_cost(models: dict[str, dict], engine: str | None, engine_trial: dict | None = None) -> dict[str, Any] | None:
-    """What int8 costs against the fp32 student: accuracy and macro-F1 points lost, and the size ratio; plus the
-    engine used and the trial that chose it. None without both students."""
-    s, q = models.get("student"), models.get("student_int8")
+def int8_cost(models: dict[str, dict], engine: str | None, engine_trial: dict | None = None,
+              int8_key: str = "student_int8") -> dict[str, Any] | None:
+    """What an int8 student (``int8_key``: ``student_int8`` on PyTorch, ``student_onnx_int8`` on ONNX Runtime)
+    costs against the fp32 PyTorch student: accuracy and macro-F1 points lost, and the size ratio; plus the
+    PyTorch engine used and the trial that chose it. None without both students."""
+    s, q = models.get("student"), models.get(int8_key)
     if not s or not q:
         return None
     drop = lambda k: (s[k] - q[k]) * 100 if s.get(k) is not None and q.get(k) is not None else None  # noqa: E731
-    return {"engine": engine, "engine_trial_ms_max_len": engine_trial or {},
-            "accuracy_drop_points": drop("accuracy"), "macro_f1_drop_points": drop("macro_f1"),
-            "size_ratio": _ratio(s["size_bytes"], q["size_bytes"])}
+    out = {"accuracy_drop_points": drop("accuracy"), "macro_f1_drop_points": drop("macro_f1"),
+           "size_ratio": _ratio(s["size_bytes"], q["size_bytes"])}
+    return {"engine": engine, "engine_trial_ms_max_len": engine_trial or {}, **out} if int8_key == "student_int8" else out
 
 
 # ----------------------------------------------------------------------------- the table
@@ -116,13 +120,19 @@ def format_table(bench: dict[str, Any]) -> str:
     lines.append("")
     lines.append("speed-up (p50)          median length   max length   throughput")
     for name, label in (("student_vs_teacher", "student vs teacher"), ("int8_vs_student", "int8 vs student"),
-                        ("int8_vs_teacher", "int8 vs teacher")):
+                        ("int8_vs_teacher", "int8 vs teacher"), ("onnx_vs_student", "ONNX vs student"),
+                        ("onnx_int8_vs_student", "ONNX int8 vs student"),
+                        ("onnx_int8_vs_teacher", "ONNX int8 vs teacher")):
         if sp.get(f"{name}_max_len") is not None:
             lines.append(f"  {label:<21} {_f(sp.get(f'{name}_median_len'), '12.2f')}x {_f(sp.get(f'{name}_max_len'), '11.2f')}x "
                          f"{_f(sp.get(f'{name}_throughput'), '11.2f')}x")
     if bench.get("int8") and bench["int8"].get("accuracy_drop_points") is not None:
         q = bench["int8"]
         lines.append(f"  int8 ({q['engine']}) costs {q['accuracy_drop_points']:+.2f} accuracy points, "
+                     f"{q['macro_f1_drop_points']:+.2f} macro-F1 points; {q['size_ratio']:.1f}x smaller")
+    if bench.get("onnx_int8") and bench["onnx_int8"].get("accuracy_drop_points") is not None:
+        q = bench["onnx_int8"]
+        lines.append(f"  ONNX int8 costs {q['accuracy_drop_points']:+.2f} accuracy points, "
                      f"{q['macro_f1_drop_points']:+.2f} macro-F1 points; {q['size_ratio']:.1f}x smaller")
     t = bench.get("training_throughput")
     if t:

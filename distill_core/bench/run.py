@@ -25,8 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import RunError
+from ..model_card import refresh_model_cards
 from ..runs import (
-    MODEL_WEIGHTS, bench_path, clear_progress, has_model, load_run, load_run_config, model_dir, resolve_run,
+    MODEL_WEIGHTS, bench_path, clear_progress, has_model, load_run, load_run_config, model_dir, onnx_dir, resolve_run,
     write_json_atomic, write_progress,
 )
 from . import settings as bench_settings  # ARCH_SHAPES and BERT_BASE_VOCAB are read at call time (tests shrink them)
@@ -42,6 +43,7 @@ from .train_speed import training_throughput
 logger = logging.getLogger(__name__)
 
 JOB = "bench"  # the progress job name (runs.read_progress(run_dir, "bench"))
+DTYPES = {"onnx": "float32 (ONNX Runtime)", "onnx-int8": "int8 (ONNX Runtime, dynamic)"}
 
 
 def run_bench(run: str | Path, settings: BenchSettings | None = None, root: Path | None = None,
@@ -78,6 +80,8 @@ def run_bench(run: str | Path, settings: BenchSettings | None = None, root: Path
     if progress is not None:
         progress(1.0, "done")
     logger.info("Wrote %s", bench_path(run_dir, settings.arch))
+    if settings.arch == "run":
+        refresh_model_cards(run_dir)  # their speed section reads bench.json
     return bench
 
 
@@ -86,9 +90,10 @@ def run_bench(run: str | Path, settings: BenchSettings | None = None, root: Path
 
 @dataclass
 class _Source:
-    key: str  # teacher | student | student_int8
-    model_dir: Path  # what to load (fp32); int8 quantises it after loading
+    key: str  # teacher | student | student_int8 | student_onnx | student_onnx_int8
+    model_dir: Path  # what to load: a save_pretrained folder (fp32; int8 quantises it after loading) or an ONNX export
     quantize: bool
+    backend: str = "torch"  # torch | onnx | onnx-int8
 
 
 def _run_models(run_dir: Path) -> list[_Source]:
@@ -100,6 +105,36 @@ def _run_models(run_dir: Path) -> list[_Source]:
         raise RunError(f"{run_dir} has neither a teacher nor a student model to measure; train them with "
                        "`python -m distill_core train`")
     return sources
+
+
+def _onnx_models(student: Path, run_dir: Path | None, into: Path, stages: "_Stages", notes: list[str]) -> list[_Source]:
+    """The student on ONNX Runtime, fp32 and int8: the run's own export when it is current, else one made in ``into``
+    with the same code as ``export`` (and not kept)."""
+    from ..inference import TextClassifier
+    from ..onnx_export import write_graphs
+
+    folder = onnx_dir(run_dir, "student") if run_dir is not None and _has_current_export(run_dir) else None
+    if folder is None:
+        stages.start("student: exporting to ONNX (fp32 and int8)")
+        folder = into / "student_onnx"
+        folder.mkdir()
+        clf = TextClassifier.load(student)
+        write_graphs(clf.model, clf.tokenizer, folder, int8=True)
+        del clf
+        if run_dir is not None:
+            notes.append("the ONNX student was exported for this bench and not kept; `python -m distill_core export RUN "
+                         "--int8` saves one beside the model")
+    return [_Source("student_onnx", folder, False, "onnx"), _Source("student_onnx_int8", folder, False, "onnx-int8")]
+
+
+def _has_current_export(run_dir: Path) -> bool:
+    from ..onnx_export import check_export
+
+    try:
+        check_export(run_dir, "student", int8=True)
+    except RunError:
+        return False
+    return True
 
 
 def _bert_base_models(tokenizer, label_names: list[str], max_length: int, into: Path) -> list[_Source]:
@@ -154,12 +189,17 @@ def _load_models(sources: list[_Source], max_length: int, max_text: str, setting
     """Classifiers to time, their static figures (size, parameters, shape), and the int8 engine chosen."""
     from ..inference import TextClassifier
     from ..models import encoder_shape
+    from ..onnx_export import OnnxClassifier
 
     clfs: dict[str, Any] = {}
     models: dict[str, dict[str, Any]] = {}
     engine, trial = None, {}
     for src in sources:
-        if src.quantize:
+        if src.backend != "torch":
+            clf = OnnxClassifier.load(src.model_dir, int8=src.backend == "onnx-int8", max_length=max_length,
+                                      threads=torch.get_num_threads())
+            params, size = None, clf.path.stat().st_size  # parameters: the fp32 student's, filled in by _bench
+        elif src.quantize:
             fp32 = clfs["student"]
             stages.start("int8: choosing the quantized engine")
             engine, trial = pick_qengine(fp32, max_text, settings)
@@ -169,10 +209,17 @@ def _load_models(sources: list[_Source], max_length: int, max_text: str, setting
             clf = TextClassifier.load(src.model_dir, max_length=max_length, device=settings.device)
             params, size = clf.num_parameters(), (src.model_dir / MODEL_WEIGHTS).stat().st_size
         clfs[src.key] = clf
-        models[src.key] = {"title": TITLES[settings.arch][src.key], "parameters": int(params), "size_bytes": int(size),
-                           "dtype": "int8 (dynamic)" if src.quantize else "float32",
-                           "architecture": encoder_shape(clf.model.config)}
+        dtype = DTYPES[src.backend] if src.backend != "torch" else ("int8 (dynamic)" if src.quantize else "float32")
+        models[src.key] = {"title": TITLES[settings.arch][src.key], "size_bytes": int(size), "dtype": dtype,
+                           "parameters": int(params) if params is not None else None,
+                           "runtime": "ONNX Runtime" if src.backend != "torch" else "PyTorch",
+                           "architecture": encoder_shape(_config(clf))}
     return clfs, models, engine, trial
+
+
+def _config(clf):
+    """The transformers config of a PyTorch or an ONNX classifier (its shape, for FLOPs)."""
+    return clf.config if hasattr(clf, "config") else clf.model.config
 
 
 def _latency(clfs: dict[str, Any], models: dict[str, dict[str, Any]], picked: dict[str, Any], settings: BenchSettings,
@@ -188,7 +235,7 @@ def _latency(clfs: dict[str, Any], models: dict[str, dict[str, Any]], picked: di
         for key, clf in clfs.items():
             m = models[key]
             m["latency_ms"][length] = {**lat[key], "tokens": int(tokens)}
-            m["flops"][length] = forward_flops(clf.model.config, tokens)
+            m["flops"][length] = forward_flops(_config(clf), tokens)
             m["gflops_per_s"][length] = m["flops"][length] / (lat[key]["p50"] / 1000.0) / 1e9
 
 
@@ -196,7 +243,7 @@ def _throughput(clf, texts: list[str], labels: np.ndarray | None, token_counts: 
                 settings: BenchSettings) -> dict[str, Any]:
     """Throughput (texts/s and useful GFLOP/s) at the bench's batch size, with accuracy and macro-F1 given labels."""
     tp = throughput_and_accuracy(clf, texts, labels, settings.batch_size)
-    useful_flops = sum(forward_flops(clf.model.config, t) for t in token_counts)  # real tokens, padding left out
+    useful_flops = sum(forward_flops(_config(clf), t) for t in token_counts)  # real tokens, padding left out
     return {"throughput_texts_per_s": tp["texts_per_s"], "throughput_gflops_per_s": useful_flops / tp["seconds"] / 1e9,
             "accuracy": tp.get("accuracy"), "macro_f1": tp.get("macro_f1"),
             "accuracy_texts": len(texts) if tp.get("accuracy") is not None else 0}
@@ -245,20 +292,43 @@ def _bench(run_dir: Path, info, settings: BenchSettings, report: Callable[[float
             sources = [s for s in sources if not s.quantize]
             notes.append("int8 dynamic quantisation runs on CPU only; not measured on " + settings.device)
         int8 = any(s.quantize for s in sources)
-        stages = _Stages(2 + int8 + len(sources) * (1 + settings.probe) + (0 if skip_training else 3), report)
-        clfs, models, engine, engine_trial = _load_models(sources, cfg.data.max_length, picked["max_text"], settings,
-                                                          stages)
-        _latency(clfs, models, picked, settings, stages)
-        for key, clf in clfs.items():
-            stages.start(f"{key}: throughput at batch {settings.batch_size}")
-            models[key].update(_throughput(clf, texts, labels if arch == "run" else None, token_counts, settings))
-        clfs.clear()
-        gc.collect()
+        onnx = settings.onnx and settings.device == "cpu" and any(s.key == "student" for s in sources)
+        must_export = onnx and not (arch == "run" and _has_current_export(run_dir))
+        n_sources = len(sources) + 2 * onnx
+        stages = _Stages(2 * (1 + 2 * onnx) + int8 + must_export + n_sources * (1 + settings.probe)
+                         + (0 if skip_training else 3), report)
+        if onnx:
+            student = next(s for s in sources if s.key == "student")
+            sources = sources + _onnx_models(student.model_dir, run_dir if arch == "run" else None, Path(tmp), stages,
+                                             notes)
+        models: dict[str, dict[str, Any]] = {}
+        engine, engine_trial = None, {}
+        # PyTorch's models together (they take turns, see time_calls), then each ONNX Runtime session on its own, the
+        # one before released: an ONNX Runtime session's idle threads spin for a while after each call, and slow
+        # whatever runs next on the same cores (a PyTorch model, or another session).
+        groups = [[s for s in sources if s.backend == "torch"]] + [[s] for s in sources if s.backend != "torch"]
+        for group in groups:
+            if not group:
+                continue
+            clfs, group_models, group_engine, group_trial = _load_models(group, cfg.data.max_length, picked["max_text"],
+                                                                         settings, stages)
+            if group[0].backend == "torch":
+                engine, engine_trial = group_engine, group_trial
+            _latency(clfs, group_models, picked, settings, stages)
+            for key, clf in clfs.items():
+                stages.start(f"{key}: throughput at batch {settings.batch_size}")
+                group_models[key].update(_throughput(clf, texts, labels if arch == "run" else None, token_counts, settings))
+            models.update(group_models)
+            clfs.clear()
+            gc.collect()
+        for key in ("student_onnx", "student_onnx_int8"):
+            if key in models and "student" in models:
+                models[key]["parameters"] = models["student"]["parameters"]  # the same model, exported
         for src in sources:
             if settings.probe:
                 stages.start(f"{src.key}: load time and memory (fresh process)")
                 probe_texts = texts[: settings.batch_size] + [picked["max_text"]]
-                models[src.key].update(probe(src.model_dir, src.quantize, probe_texts, settings, engine))
+                models[src.key].update(probe(src.model_dir, src.quantize, probe_texts, settings, engine, src.backend))
             else:
                 models[src.key].update({"load_time_s": None, "peak_rss_mb": None, "rss_before_load_mb": None,
                                         "quantize_time_s": None})
@@ -283,6 +353,7 @@ def _bench(run_dir: Path, info, settings: BenchSettings, report: Callable[[float
         "models": models,
         "speedup": speedups(models),
         "int8": int8_cost(models, engine, engine_trial),
+        "onnx_int8": int8_cost(models, None, None, "student_onnx_int8"),
         "training_throughput": training,
         "notes": notes,
     }

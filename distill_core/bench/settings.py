@@ -32,9 +32,11 @@ BERT_BASE_VOCAB = 30522
 # The model titles in bench.json and the CLI's table: a run's models as the dashboard names them elsewhere.
 TITLES = {
     "run": {"teacher": SHORT_TITLES["teacher"], "student": SHORT_TITLES["student"],
-            "student_int8": MODEL_TITLES["student_int8"]},
+            "student_int8": MODEL_TITLES["student_int8"], "student_onnx": "Distilled student, ONNX",
+            "student_onnx_int8": "Distilled student, ONNX int8"},
     "bert-base": {"teacher": "bert-base shape", "student": "distilbert-base shape",
-                  "student_int8": "distilbert-base shape, int8"},
+                  "student_int8": "distilbert-base shape, int8", "student_onnx": "distilbert-base shape, ONNX",
+                  "student_onnx_int8": "distilbert-base shape, ONNX int8"},
 }
 
 
@@ -49,6 +51,7 @@ class BenchSettings:
     train_steps: int = 20  # optimizer steps per training method
     skip_training: bool = False
     probe: bool = True  # load time and peak memory in a fresh process per model
+    onnx: bool = True  # also the student on ONNX Runtime, fp32 and int8 (the run's export, else one made for the bench)
     arch: str = "run"  # run | bert-base
     threads: int | None = None  # torch threads (None: torch's default)
     qengine: str = "auto"  # quantized engine for int8; auto: the faster of QENGINES at max_length (see pick_qengine)

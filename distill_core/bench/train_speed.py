@@ -108,7 +108,7 @@ def training_throughput(run_dir: Path, cfg, splits, tokenizer, settings: BenchSe
     from accelerate.utils import set_seed
     from datasets import DatasetDict
 
-    from ..data import make_loader, padding_efficiency, tokenize_splits
+    from ..batching import make_loader, padding_efficiency, tokenize_splits
     from ..models import load_trained
 
     steps, bs, seed, max_length = settings.train_steps, settings.batch_size, cfg.train.seed, cfg.data.max_length

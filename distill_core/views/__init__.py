@@ -9,5 +9,11 @@ pages in ``app_pages/`` draw what these functions return, so tests call them wit
     curves.py       training curves
     live.py         live classification: agreement, probabilities, batch tables, example texts
     attention.py    attention maps: formatting (layers x heads x T x T) apart from rendering
+    evidence.py     did distillation pay off: paired differences with intervals, fidelity, seeds, ship checks
+    sweep.py        the T/alpha sweep: heatmap, table, the choice
+    disagreements.py  the test texts where teacher and students part ways; confusion matrices
+    calibration.py  reliability diagrams, ECE/Brier/NLL before and after temperature scaling
+    explain.py      integrated-gradients token highlights, explanation agreement, attention rollout
+    layers.py       linear CKA between teacher and student layers
     performance.py  the bench's tables and figures
 """

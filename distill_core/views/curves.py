@@ -16,6 +16,13 @@ from .common import TOP_LEGEND, png_bytes
 X_AXES = {"step": "Step", "examples_seen": "Examples seen", "elapsed_s": "Wall time (s)"}
 
 
+def style(key: str) -> tuple[str, str]:
+    """Colour and legend title of a model's curves; ``student_seed43`` is the distilled student's colour, its seed named."""
+    kind, _, seed = key.partition("_seed")
+    title = SHORT_TITLES.get(kind, kind)
+    return MODEL_COLORS.get(kind, "#555"), f"{title} (seed {seed})" if seed else title
+
+
 def ema(values: Sequence[float], weight: float) -> np.ndarray:
     """Exponential moving average with bias correction (TensorBoard's smoothing), NaNs carried through.
 
@@ -51,7 +58,7 @@ def curves_figure(train: dict[str, pd.DataFrame], val: dict[str, pd.DataFrame], 
     _check_x(x)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.08)
     for kind, df in train.items():
-        color, title = MODEL_COLORS.get(kind, "#555"), SHORT_TITLES.get(kind, kind)
+        color, title = style(kind)
         for col, (tr_metric, val_metric) in enumerate((("train_loss", "val_loss"), ("train_accuracy", "val_accuracy")), 1):
             if tr_metric not in df or df.empty:
                 continue
@@ -81,8 +88,8 @@ def curves_figure(train: dict[str, pd.DataFrame], val: dict[str, pd.DataFrame], 
 def lr_figure(train: dict[str, pd.DataFrame], x: str = "step") -> go.Figure:
     """The learning rate schedule each model was trained with."""
     _check_x(x)
-    fig = go.Figure([go.Scatter(x=df[x], y=df["learning_rate"], mode="lines", name=SHORT_TITLES.get(k, k),
-                                line=dict(color=MODEL_COLORS.get(k)))
+    fig = go.Figure([go.Scatter(x=df[x], y=df["learning_rate"], mode="lines", name=style(k)[1],
+                                line=dict(color=style(k)[0]))
                      for k, df in train.items() if "learning_rate" in df and not df.empty])
     fig.update_layout(height=320, xaxis_title=X_AXES[x], yaxis=dict(title="learning rate", exponentformat="e"),
                       margin=dict(t=40, b=10, l=10, r=10), legend=TOP_LEGEND)
@@ -122,7 +129,7 @@ def curves_png(train: dict[str, pd.DataFrame], val: dict[str, pd.DataFrame], x: 
     fig = Figure(figsize=(11, 4), dpi=120)
     axes = fig.subplots(1, 2)
     for kind, df in train.items():
-        color, title = MODEL_COLORS.get(kind, "#555"), SHORT_TITLES.get(kind, kind)
+        color, title = style(kind)
         for ax, (tr, vm) in zip(axes, (("train_loss", "val_loss"), ("train_accuracy", "val_accuracy"))):
             if tr not in df or df.empty:
                 continue

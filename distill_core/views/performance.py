@@ -1,5 +1,8 @@
 """Performance: the bench's (``bench.json``) tables and figures, pure functions of its dict.
 
+Every model the bench measured gets a row, a bar and a point: the PyTorch teacher, student and int8 student,
+and the student on ONNX Runtime (fp32 and int8) when the bench ran it.
+
     bench = load_bench(run_dir)     # distill_core.bench.report; the page gets it through distill_core.app
     summary_table(bench)            # one row per model, every figure side by side (DataFrame)
     latency_figure(bench)           # batch-1 latency bars with p95 whiskers, per length
@@ -26,6 +29,8 @@ TRAINING = {"pipeline": ("Pipeline (length-grouped)", "#2a9d5c"),
             "fixed_padding": ("Fixed padding to max_length", "#8c8c8c"),
             "trainer": ("Trainer defaults", "#6a4c93")}
 MARGIN = dict(t=60, b=10, l=10, r=10)
+# The student on ONNX Runtime (fp32, int8) beside the project's model colours.
+COLORS = {**MODEL_COLORS, "student_onnx": "#2a9d8f", "student_onnx_int8": "#7fb069"}
 
 
 def _models(bench: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -66,6 +71,7 @@ def summary_table(bench: dict[str, Any]) -> pd.DataFrame:
         rows.append({
             "key": key,
             "Model": _title(key, m),
+            "Runtime": m.get("runtime", "PyTorch"),
             "Parameters": m.get("parameters"),
             "Size (MB)": m["size_bytes"] / 2**20 if m.get("size_bytes") else None,
             f"p50 ms @{med} tok": latency_p50(m, "median_len"),
@@ -114,7 +120,7 @@ def latency_figure(bench: dict[str, Any]) -> go.Figure:
             y.append(lat["p50"])
             up.append(max(0.0, (lat.get("p95") or lat["p50"]) - lat["p50"]))
         fig.add_trace(go.Bar(
-            x=x, y=y, name=_title(key, m), marker_color=MODEL_COLORS.get(key, "#555"),
+            x=x, y=y, name=_title(key, m), marker_color=COLORS.get(key, "#555"),
             error_y=dict(type="data", symmetric=False, array=up, arrayminus=[0] * len(up), thickness=1.5),
             text=[f"{v:.1f}" for v in y], textposition="inside",
             hovertemplate="%{x}<br>p50 %{y:.2f} ms<extra>" + _title(key, m) + "</extra>"))
@@ -127,7 +133,7 @@ def throughput_figure(bench: dict[str, Any]) -> go.Figure:
     """Texts per second at the bench's batch size."""
     models = [(k, m) for k, m in _models(bench) if m.get("throughput_texts_per_s")]
     y = [m["throughput_texts_per_s"] for _, m in models]
-    fig = go.Figure(go.Bar(x=[_title(k, m) for k, m in models], y=y, marker_color=[MODEL_COLORS.get(k, "#555") for k, _ in models],
+    fig = go.Figure(go.Bar(x=[_title(k, m) for k, m in models], y=y, marker_color=[COLORS.get(k, "#555") for k, _ in models],
                            text=[f"{v:.0f}" for v in y], textposition="outside",
                            hovertemplate="%{x}<br>%{y:.1f} texts/s<extra></extra>"))
     bs = _get(bench, "settings", "batch_size")
@@ -140,7 +146,7 @@ def size_memory_figure(bench: dict[str, Any]) -> go.Figure:
     """Size on disk (state dict for int8), peak resident memory of a fresh process, and its load time."""
     models = _models(bench)
     names = [_title(k, m) for k, m in models]
-    colors = [MODEL_COLORS.get(k, "#555") for k, _ in models]
+    colors = [COLORS.get(k, "#555") for k, _ in models]
     fig = make_subplots(rows=1, cols=3, subplot_titles=["Size (MB)", "Peak memory of a process (MB)", "Load time (s)"],
                         horizontal_spacing=0.08)
     size = [m["size_bytes"] / 2**20 if m.get("size_bytes") else None for _, m in models]
@@ -170,7 +176,8 @@ def speedup_accuracy_figure(bench: dict[str, Any]) -> go.Figure:
                         subplot_titles=["Speed-up (batch 1, p50 latency ratio)", "Test accuracy"])
     pairs = [("student_vs_teacher", "student vs teacher", MODEL_COLORS["student"]),
              ("int8_vs_student", "int8 vs fp32 student", MODEL_COLORS["student_int8"]),
-             ("int8_vs_teacher", "int8 vs teacher", "#7a6a2a")]
+             ("int8_vs_teacher", "int8 vs teacher", "#7a6a2a"),
+             ("onnx_int8_vs_teacher", "ONNX int8 vs teacher", COLORS["student_onnx_int8"])]
     for name, label, color in pairs:
         y = [speedup(bench, *PAIRS[name], length) for length in LENGTHS]
         if all(v is None for v in y):
@@ -182,7 +189,7 @@ def speedup_accuracy_figure(bench: dict[str, Any]) -> go.Figure:
     acc = [(k, m) for k, m in _models(bench) if m.get("accuracy") is not None]
     if acc:
         y = [m["accuracy"] for _, m in acc]
-        fig.add_trace(go.Bar(x=[_title(k, m) for k, m in acc], y=y, marker_color=[MODEL_COLORS.get(k, "#555") for k, _ in acc],
+        fig.add_trace(go.Bar(x=[_title(k, m) for k, m in acc], y=y, marker_color=[COLORS.get(k, "#555") for k, _ in acc],
                              text=[f"{v:.1%}" for v in y], textposition="outside", showlegend=False,
                              hovertemplate="%{x}<br>%{y:.2%}<extra></extra>"), 1, 2)
         lo = min(y)
@@ -205,7 +212,7 @@ def tradeoff_figure(bench: dict[str, Any], length: str = "max_len") -> go.Figure
         fig.add_trace(go.Scatter(
             x=[lat["p50"]], y=[m["accuracy"]], mode="markers+text", name=_title(key, m), text=[_title(key, m)],
             textposition="top center" if i % 2 == 0 else "bottom center",  # neighbours' labels apart
-            marker=dict(size=16, color=MODEL_COLORS.get(key, "#555")),
+            marker=dict(size=16, color=COLORS.get(key, "#555")),
             error_x=dict(type="data", symmetric=False, array=[max(0.0, lat.get("p95", lat["p50"]) - lat["p50"])],
                          arrayminus=[0]),
             hovertemplate=f"{_title(key, m)}<br>p50 %{{x:.2f}} ms<br>accuracy %{{y:.2%}}<extra></extra>"))
@@ -266,7 +273,7 @@ def compute_figure(bench: dict[str, Any]) -> go.Figure:
     for (label, get), opacity in zip(series, (0.45, 0.7, 1.0)):
         y = [get(m) for _, m in models]
         fig.add_trace(go.Bar(x=[_title(k, m) for k, m in models], y=y, name=label, opacity=opacity,
-                             marker_color=[MODEL_COLORS.get(k, "#555") for k, _ in models],
+                             marker_color=[COLORS.get(k, "#555") for k, _ in models],
                              text=[f"{v:.0f}" if v else "" for v in y], textposition="outside",
                              hovertemplate="%{x}<br>%{y:.1f} GFLOP/s<extra>" + label + "</extra>"))
     peak = _get(bench, "machine", "matmul_gflops")

@@ -1,0 +1,98 @@
+"""Tokenise once, batch by length: what the training loop and evaluation iterate over.
+
+    tok = tokenize_splits(splits, tokenizer, max_length=128)            # no padding; adds a ``length`` column
+    loader = make_loader(tok["train"], tokenizer, batch_size=32, shuffle=True, seed=42)   # length-grouped batches
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+from datasets import Dataset, DatasetDict
+from torch.utils.data import DataLoader, Sampler
+from transformers import DataCollatorWithPadding
+from transformers.trainer_pt_utils import get_length_grouped_indices
+
+from .data import Splits
+
+# ----------------------------------------------------------------------------- tokenisation and batching
+
+
+def tokenize_splits(splits: DatasetDict | Splits, tokenizer, max_length: int) -> DatasetDict:
+    """Tokenise every split once (``datasets.map`` caches it), no padding; adds a ``length`` column."""
+    dd = splits.as_dict() if isinstance(splits, Splits) else splits
+
+    def encode(batch):
+        enc = tokenizer(list(batch["text"]), truncation=True, max_length=max_length)
+        enc.pop("token_type_ids", None)  # single segment; DistilBERT takes none and BERT's are all 0
+        enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        return enc
+
+    return dd.map(encode, batched=True, desc="Tokenising")
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Shuffled length buckets (as ``group_by_length`` in Trainer): batches of similar-length texts.
+
+    Each epoch draws a fresh permutation from a seeded generator, so runs are reproducible.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        idx = get_length_grouped_indices(self.lengths, self.batch_size, generator=self.generator)
+        batches = [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        # Shuffle the order of the batches too, so that long and short batches are interleaved.
+        order = torch.randperm(len(batches), generator=self.generator).tolist()
+        return iter([batches[i] for i in order])
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+class SortedBatchSampler(Sampler[list[int]]):
+    """Evaluation batches in length order (deterministic, minimal padding)."""
+
+    def __init__(self, lengths: list[int], batch_size: int):
+        order = np.argsort(np.asarray(lengths), kind="stable")
+        self.batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "label", "teacher_logits")
+
+
+def make_loader(ds: Dataset, tokenizer, batch_size: int, shuffle: bool, seed: int = 0,
+                group_by_length: bool = True, pad_to: int | None = None) -> DataLoader:
+    """A DataLoader that pads per batch. ``pad_to`` pads every batch to that length instead (as the
+    reports did; kept for the benchmark's comparison)."""
+    cols = [c for c in MODEL_INPUTS if c in ds.column_names]
+    ds = ds.with_format("torch", columns=cols)
+    if pad_to:
+        collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to)
+    else:
+        collator = DataCollatorWithPadding(tokenizer)
+    lengths = list(ds.with_format(None)["length"]) if "length" in ds.column_names else None
+    if group_by_length and lengths is not None:
+        sampler = LengthGroupedBatchSampler(lengths, batch_size, seed) if shuffle else SortedBatchSampler(lengths, batch_size)
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=collator)
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen if shuffle else None, collate_fn=collator)
+
+
+def padding_efficiency(loader: DataLoader) -> float:
+    """Fraction of tokens in the loader's batches that are real (not padding)."""
+    real = total = 0
+    for batch in loader:
+        real += int(batch["attention_mask"].sum())
+        total += batch["attention_mask"].numel()
+    return real / max(total, 1)

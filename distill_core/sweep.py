@@ -1,0 +1,194 @@
+"""The ``sweep`` command: how to choose T and alpha, with evidence, against a run's own teacher.
+
+    python -m distill_core sweep RUN                                    # T 1,2,4,8 x alpha 0.25,0.5,0.9 + baseline
+    python -m distill_core sweep RUN --temperature 2,4 --alpha 0.5,0.9 --epochs 1
+
+    result = run_sweep("RUN", SweepSettings(temperatures=[2, 4], alphas=[0.5]))
+
+Each cell trains the run's distilled student afresh (same initialisation, data and seed as the run) with one
+(T, alpha) against the run's teacher, whose logits on the training texts are computed once per sweep and
+kept; the baseline cell is the same student without the teacher (alpha 0: cross-entropy alone). Every cell is
+scored on the *validation* split: accuracy, macro-F1 and agreement with the teacher. The best cell is chosen
+on validation accuracy (macro-F1 breaks ties), and only then is its test accuracy measured, once.
+
+``sweep/sweep.json`` in the run is rewritten (whole) after every cell, so an interrupted sweep resumes where
+it stopped without losing finished cells; its progress is the run's ``sweep`` progress report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from accelerate.utils import set_seed
+
+from .batching import make_loader, tokenize_splits
+from .errors import ConfigError, RunError
+from .models import build_student, load_trained
+from .pipeline import load_run_data
+from .runs import (
+    CONFIG_FILE, clear_progress, has_model, load_run_config, model_dir, read_json, resolve_run, sweep_path,
+    write_json_atomic, write_progress,
+)
+from .training import LoopSettings, accuracy_f1, cross_entropy_objective, kd_objective, make_accelerator, predict_logits, train
+from .transfer import with_transfer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepSettings:
+    """The grid and the schedule of each cell; every field is a flag of ``sweep``."""
+
+    temperatures: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
+    alphas: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.9])
+    epochs: float = 1.0  # student epochs per cell (the run's own student may have trained longer)
+    baseline: bool = True  # also train the alpha-0 cell (the student without the teacher)
+
+    def validate(self) -> "SweepSettings":
+        if not self.temperatures or any(not 0 < t <= 100 for t in self.temperatures):
+            raise ConfigError(f"--temperature {self.temperatures} is not valid: temperatures greater than 0 and at "
+                              "most 100, e.g. 1,2,4,8")
+        if not self.alphas or any(not 0 < a <= 1 for a in self.alphas):
+            raise ConfigError(f"--alpha {self.alphas} is not valid: weights greater than 0 and at most 1, e.g. "
+                              "0.25,0.5,0.9 (alpha 0 is the baseline cell)")
+        if not 0 < self.epochs <= 100:
+            raise ConfigError(f"--epochs {self.epochs} is out of range: a number of epochs greater than 0")
+        return self
+
+    def cells(self) -> list[tuple[float, float]]:
+        """(T, alpha) of every cell, the baseline (alpha 0) first."""
+        return ([(1.0, 0.0)] if self.baseline else []) + [(float(t), float(a)) for a in self.alphas
+                                                          for t in self.temperatures]
+
+
+def _same_cell(c: dict, t: float, a: float) -> bool:
+    return abs(c["temperature"] - t) < 1e-9 and abs(c["alpha"] - a) < 1e-9
+
+
+def load_sweep(run_dir: Path) -> dict[str, Any] | None:
+    """A run's sweep.json, or None when it has none."""
+    path = sweep_path(run_dir)
+    return read_json(path) if path.is_file() else None
+
+
+def run_sweep(run: str | Path, settings: SweepSettings | None = None, root: Path | None = None,
+              progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+    """Train and score every cell not already in the run's sweep.json, choose the best, measure its test accuracy."""
+    settings = (settings or SweepSettings()).validate()
+    run_dir = resolve_run(run, root)
+    sweep_path(run_dir).parent.mkdir(exist_ok=True)
+    if not has_model(run_dir, "teacher"):
+        raise RunError(f"Run {run_dir.name} has no complete teacher model to sweep against; train one first")
+    saved = read_json(run_dir / CONFIG_FILE)
+    cfg = load_run_config(run_dir, saved)
+    source = saved.get("dataset_info", {}).get("source")
+    if source and Path(source).is_dir():
+        cfg.data.dataset = source  # the folder the run was trained on
+    schedule = {"epochs": settings.epochs, "learning_rate": cfg.train.lr_for("student"), "batch_size": cfg.train.batch_size,
+                "seed": cfg.train.seed}
+    old = load_sweep(run_dir) or {}
+    done = old.get("cells", []) if old.get("schedule") == schedule else []
+    state = {"run_id": run_dir.name, "schedule": schedule,
+             "grid": {"temperature": settings.temperatures, "alpha": settings.alphas, "baseline": settings.baseline},
+             "cells": done, "created": old.get("created") if done else time.strftime("%Y-%m-%dT%H:%M:%S")}
+    todo = [(t, a) for t, a in settings.cells() if not any(_same_cell(c, t, a) for c in done)]
+    total = len(todo) + 2  # + data and teacher logits, + the chosen cell's test figure
+
+    def report(done_n: float, message: str) -> None:
+        write_progress(run_dir, "sweep", done_n / total, message)
+        if progress is not None:
+            progress(done_n / total, message)
+
+    try:
+        report(0, "loading the run's data and its teacher's logits")
+        ctx = _Context(cfg, run_dir)
+        best_model = None
+        for i, (t, a) in enumerate(todo, start=1):
+            name = "baseline (alpha 0)" if a == 0 else f"T={t:g}, alpha={a:g}"
+            report(i, f"cell {len(state['cells']) + 1} of {len(settings.cells())}: {name}")
+            model, cell = ctx.train_cell(t, a, settings.epochs)
+            state["cells"].append(cell)
+            write_json_atomic(sweep_path(run_dir), state)
+            logger.info("sweep %s: validation accuracy %.4f, macro-F1 %.4f, agreement %.4f", name, cell["val_accuracy"],
+                        cell["val_macro_f1"], cell["val_agreement"])
+            if a > 0 and cell is _best(state["cells"], exclude_baseline=True):
+                best_model = model  # kept in memory: the chosen cell's test figure needs no retraining
+        best = _best(state["cells"], exclude_baseline=True)
+        if best is not None:
+            report(total - 1, f"test accuracy of the chosen cell (T={best['temperature']:g}, alpha={best['alpha']:g})")
+            if best_model is None:  # chosen in an earlier, interrupted session: train it again (same seed, same result)
+                best_model, _ = ctx.train_cell(best["temperature"], best["alpha"], settings.epochs)
+            state["best"] = {**best, **{f"test_{k}": v for k, v in ctx.score(best_model, "test").items()}}
+            baseline = next((c for c in state["cells"] if c["alpha"] == 0), None)
+            state["baseline"] = baseline
+        write_json_atomic(sweep_path(run_dir), state)
+        report(total, "done")
+        return state
+    finally:
+        clear_progress(run_dir, "sweep")
+
+
+def _rank(cell: dict) -> tuple[float, float]:
+    return (cell["val_accuracy"], cell["val_macro_f1"])
+
+
+def _best(cells: list[dict], exclude_baseline: bool) -> dict | None:
+    pool = [c for c in cells if not (exclude_baseline and c["alpha"] == 0)]
+    return max(pool, key=_rank) if pool else None
+
+
+class _Context:
+    """The run's data, tokenised once, and its teacher's logits on the training and validation texts."""
+
+    def __init__(self, cfg, run_dir: Path):
+        self.cfg, self.run_dir = cfg, run_dir
+        teacher_dir = model_dir(run_dir, "teacher")
+        data = load_run_data(cfg, teacher_dir)
+        self.splits, self.tokenizer = data.splits, data.tokenizer
+        self.tok = tokenize_splits(self.splits, self.tokenizer, cfg.data.max_length)
+        kd_train = (with_transfer(self.tok["train"], data.transfer_texts, self.tokenizer, cfg.data.max_length)
+                    if data.transfer_texts else self.tok["train"])
+        self.accelerator = make_accelerator(cfg.train.mixed_precision, cfg.train.cpu)
+        teacher = load_trained(teacher_dir, attentions=False).to(self.accelerator.device).eval()
+        lg, _ = predict_logits(teacher, self.loader(kd_train, False), self.accelerator.device, desc="teacher logits")
+        self.kd_train = kd_train.add_column("teacher_logits", lg.tolist())
+        self.plain_train = self.tok["train"]
+        val_lg, _ = predict_logits(teacher, self.loader(self.tok["validation"], False), self.accelerator.device)
+        self.teacher_val_pred = val_lg.argmax(-1)
+        del teacher
+
+    def loader(self, ds, shuffle: bool):
+        t = self.cfg.train
+        return make_loader(ds, self.tokenizer, t.batch_size if shuffle else t.eval_batch_size, shuffle=shuffle,
+                           seed=t.seed, group_by_length=self.cfg.data.group_by_length)
+
+    def train_cell(self, temperature: float, alpha: float, epochs: float):
+        """One cell: the run's student trained afresh with (T, alpha); alpha 0 is the baseline (no teacher)."""
+        cfg = self.cfg
+        set_seed(cfg.train.seed)
+        student = build_student(cfg.model, self.splits.label_names)
+        settings = LoopSettings.from_config(cfg.train, "student")
+        settings.epochs, settings.eval_every, settings.desc = epochs, None, f"T={temperature:g} alpha={alpha:g}"
+        t0 = time.perf_counter()
+        if alpha == 0:
+            train(student, self.loader(self.plain_train, True), None, cross_entropy_objective, settings, self.accelerator)
+        else:
+            train(student, self.loader(self.kd_train, True), None, kd_objective(temperature, alpha), settings,
+                  self.accelerator)
+        student = self.accelerator.unwrap_model(student)
+        cell = {"temperature": temperature, "alpha": alpha, "train_time_s": round(time.perf_counter() - t0, 2),
+                **{f"val_{k}": v for k, v in self.score(student, "validation").items()}}
+        return student, cell
+
+    def score(self, model, split: str) -> dict[str, float]:
+        lg, lb = predict_logits(model, self.loader(self.tok[split], False), self.accelerator.device)
+        pred = lg.argmax(-1)
+        out = accuracy_f1(lb, pred)
+        if split == "validation":
+            out["agreement"] = float(np.mean(pred == self.teacher_val_pred))
+        return out

@@ -1,0 +1,224 @@
+"""Evidence that distillation paid off: intervals, fidelity, the verdict, ship checks, seeds and the few-labels setting."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from conftest import train_args
+from distill_core.cli import CHECK_FAILED, main
+from distill_core.config import ShipConfig
+from distill_core.evidence import compare, fidelity, macro_f1_batch, mcnemar, ship_checks, verdict
+from distill_core.losses import IGNORE_INDEX, kd_loss
+
+NAMES = ["a", "b", "c"]
+
+
+def test_identical_predictions_give_zero_difference_and_an_interval_around_zero():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    pred = np.where(rng.random(300) < 0.8, y, rng.integers(0, 3, 300))
+    c = compare(y, pred, pred, 3)
+    for key in ("accuracy_diff_points", "macro_f1_diff_points"):
+        assert c[key] == {"estimate": 0.0, "low": 0.0, "high": 0.0}
+    assert c["mcnemar"] == {"a_only": 0, "b_only": 0, "p_value": 1.0}
+    assert verdict(c)[0] == "no measurable difference"
+
+
+def test_a_known_case_mcnemar_and_the_bootstrap_agree_with_hand_figures():
+    # 100 texts, all class 0. A is right on all; B is wrong on the first 20: A - B = +20 points.
+    y = np.zeros(100, int)
+    a = np.zeros(100, int)
+    b = np.zeros(100, int)
+    b[:20] = 1
+    m = mcnemar(y, a, b)
+    assert (m["a_only"], m["b_only"]) == (20, 0)
+    assert m["p_value"] == pytest.approx(2 * 0.5**20)  # two-sided exact binomial, 20 of 20
+    c = compare(y, a, b, 2, n_resamples=4000)
+    d = c["accuracy_diff_points"]
+    assert d["estimate"] == pytest.approx(20.0)
+    # The bootstrap distribution of a 20% rate over 100 texts: sd = sqrt(.2 * .8 / 100) = 4 points.
+    assert d["low"] == pytest.approx(20 - 1.96 * 4, abs=1.5) and d["high"] == pytest.approx(20 + 1.96 * 4, abs=1.5)
+    word, text = verdict(c)
+    assert word == "helps" and "+20.00 points" in text
+    assert verdict(compare(y, b, a, 2))[0] == "hurts"
+
+
+def test_batched_macro_f1_equals_sklearn():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, (5, 50))
+    p = rng.integers(0, 4, (5, 50))
+    p[0] = 3  # a degenerate resample: one predicted class
+    ours = macro_f1_batch(y, p, 4)
+    ref = [f1_score(y[i], p[i], average="macro", zero_division=0) for i in range(5)]
+    np.testing.assert_allclose(ours, ref, rtol=1e-12)
+
+
+def test_fidelity_of_equal_distributions_is_perfect():
+    rng = np.random.default_rng(2)
+    p = rng.dirichlet(np.ones(3), size=40)
+    y = rng.integers(0, 3, 40)
+    f = fidelity(p, p, y, NAMES)
+    assert f["agreement"] == 1.0 and f["mean_kl"] == pytest.approx(0.0, abs=1e-12)
+    assert f["mean_js"] == pytest.approx(0.0, abs=1e-12)
+    assert set(f["per_class_agreement"]) == set(NAMES)
+    q = p[:, ::-1]  # another distribution: KL > 0, JS at most ln 2
+    g = fidelity(p, q, y, NAMES)
+    assert g["mean_kl"] > 0 and 0 < g["mean_js"] <= np.log(2)
+
+
+def test_hidden_labels_never_reach_the_cross_entropy():
+    """A transfer text's label is hidden: the CE part and its gradient ignore that row entirely."""
+    torch.manual_seed(0)
+    student = torch.randn(4, 3, requires_grad=True)
+    teacher = torch.randn(4, 3)
+    labels = torch.tensor([0, IGNORE_INDEX, 2, IGNORE_INDEX])
+    out = kd_loss(student, teacher, labels, temperature=2.0, alpha=0.0)  # CE alone
+    expected = torch.nn.functional.cross_entropy(student[[0, 2]], labels[[0, 2]])
+    torch.testing.assert_close(out.parts["ce_loss"], expected)
+    out.loss.backward()
+    assert torch.count_nonzero(student.grad[[1, 3]]) == 0  # no gradient from a hidden label
+    none_known = kd_loss(student.detach(), teacher, torch.full((4,), IGNORE_INDEX), 2.0, 0.5)
+    assert torch.isfinite(none_known.loss) and none_known.parts["ce_loss"] == 0
+
+
+def test_ship_checks_pass_fail_and_not_measured():
+    results = {"test_rows": 100, "models": {"teacher": {"accuracy": 0.90}, "student": {
+        "accuracy": 0.885, "fidelity": {"agreement": 0.96, "mean_kl": 0.05}}}}
+    bench = {"speedup": {"student_vs_teacher_median_len": 2.0}, "int8": {"accuracy_drop_points": 0.7},
+             "settings": {"median_tokens": 50}}
+    by = {c.name: c for c in ship_checks(results, bench, ShipConfig())}
+    drop = by["Accuracy drop from the teacher (points)"]
+    assert drop.value == pytest.approx(1.5) and drop.passed is False  # 1.5 points > 1.0 allowed
+    assert by["Agreement with the teacher"].passed is True
+    assert by["Speed-up over the teacher at batch 1"].passed is True
+    assert by["Accuracy lost to int8 (points)"].passed is False
+    unmeasured = ship_checks(results, None, ShipConfig(max_drop=2.0))
+    assert [c.passed for c in unmeasured] == [True, True, None, None]
+
+
+@pytest.fixture(scope="module")
+def seeded_run(tmp_path_factory, dataset_dir, teacher_dir):
+    out = tmp_path_factory.mktemp("seeded")
+    assert main(train_args(dataset_dir, teacher_dir, out, "seeds", "--seeds", "42,7")) == 0
+    return out / "seeds"
+
+
+def test_seeds_train_each_student_per_seed_and_keep_one_checkpoint(seeded_run):
+    results = json.loads((seeded_run / "results.json").read_text())
+    for kind in ("student", "baseline"):
+        entry = results["seeds"][kind]
+        assert [r["seed"] for r in entry["runs"]] == [42, 7]
+        assert entry["accuracy"]["n"] == 2 and entry["accuracy"]["std"] >= 0
+        # The first seed's model is the one kept and evaluated: its figures are the run's own.
+        assert entry["runs"][0]["accuracy"] == pytest.approx(results["models"][kind]["accuracy"])
+        assert (seeded_run / f"{kind}_seed7_train.csv").is_file() and not (seeded_run / f"{kind}_seed7").exists()
+    assert "Across 2 seeds" in results["verdict"]["text"]
+    assert {"teacher_vs_student", "student_vs_baseline"} <= set(results["comparisons"])
+
+
+def test_check_exit_codes(seeded_run, tmp_path, capsys):
+    run = tmp_path / seeded_run.name
+    shutil.copytree(seeded_run, run)
+    code = main(["check", str(run), "--max-drop", "100", "--min-agreement", "0", "--min-speedup", "0.01",
+                 "--max-int8-drop", "100"])
+    out = capsys.readouterr().out
+    assert code == CHECK_FAILED and "not measured" in out  # no bench yet: never a silent pass
+    (run / "bench.json").write_text(json.dumps({"speedup": {"student_vs_teacher_median_len": 1.8},
+                                                "int8": {"accuracy_drop_points": 0.1}, "settings": {"median_tokens": 9}}))
+    assert main(["check", str(run), "--max-drop", "100", "--min-agreement", "0"]) == 0
+    assert "Ready to ship" in capsys.readouterr().out
+    assert main(["check", str(run), "--min-speedup", "5"]) == CHECK_FAILED
+    assert main(["check", str(run), "--min-agreement", "1.5"]) == 2  # a bad threshold is a usage error
+
+
+def test_few_labels_teacher_and_baseline_see_only_the_labelled_rows(tmp_path, dataset_dir, teacher_dir):
+    assert main(train_args(dataset_dir, teacher_dir, tmp_path, "few", "--labelled", "16", "--epochs", "4")) == 0
+    run = tmp_path / "few"
+    cfg = json.loads((run / "config.json").read_text())
+    rows = cfg["dataset_info"]["rows"]
+    assert rows["train"] == 16 and rows["transfer"] > 16  # the rest of train, labels hidden
+    steps = {k: len((run / f"{k}_train.csv").read_text().splitlines()) - 1 for k in ("teacher", "student", "baseline")}
+    # 16 labelled rows / batch 8 = 2 steps per epoch: teacher 4 epochs, baseline 2 (--student-epochs).
+    assert steps["teacher"] == 8 and steps["baseline"] == 4
+    # The distilled student: the 16 labelled rows and the 41 hidden-label texts (57 = 64 - 10% validation), 2 epochs.
+    assert rows["train"] + rows["transfer"] == 57 and steps["student"] == 2 * 8
+    results = json.loads((run / "results.json").read_text())
+    assert results["test_rows"] == 24 and "verdict" in results
+
+
+def test_sweep_scores_cells_on_validation_resumes_and_reports_test_once(tmp_path, tiny_run, monkeypatch, capsys):
+    from distill_core import sweep as sweep_mod
+    from distill_core.views.sweep import format_sweep, heatmap_figure, heatmap_png, sweep_table
+
+    run = tmp_path / tiny_run.name
+    shutil.copytree(tiny_run, run)
+    assert main(["sweep", str(run), "--temperature", "1,4", "--alpha", "0.5", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    s = json.loads((run / "sweep" / "sweep.json").read_text())
+    assert len(s["cells"]) == 3 and s["cells"][0]["alpha"] == 0  # the baseline, then T=1 and T=4
+    assert all(0 <= c["val_accuracy"] <= 1 and 0 <= c["val_agreement"] <= 1 for c in s["cells"])
+    best = max((c for c in s["cells"] if c["alpha"] > 0), key=lambda c: (c["val_accuracy"], c["val_macro_f1"]))
+    assert (s["best"]["temperature"], s["best"]["alpha"]) == (best["temperature"], best["alpha"])
+    assert "test_accuracy" in s["best"] and not any("test_accuracy" in c for c in s["cells"])  # test: once, the choice
+    assert "Chosen on validation" in out and not (run / ".progress-sweep.json").exists()
+
+    # Widen the grid: finished cells are kept, only the new one trains.
+    trained = []
+    real = sweep_mod._Context.train_cell
+    monkeypatch.setattr(sweep_mod._Context, "train_cell",
+                        lambda self, t, a, e: (trained.append((t, a)), real(self, t, a, e))[1])
+    assert main(["sweep", str(run), "--temperature", "1,4", "--alpha", "0.5,0.9", "--epochs", "1"]) == 0
+    s2 = json.loads((run / "sweep" / "sweep.json").read_text())
+    assert s2["cells"][:3] == s["cells"] and len(s2["cells"]) == 5
+    assert trained[:2] == [(1.0, 0.9), (4.0, 0.9)]  # (+ the chosen cell again if it was an earlier session's)
+    table = sweep_table(s2)
+    assert len(table) == 5 and table["Cell"][0] == "baseline (no teacher)"
+    fig = heatmap_figure(s2)
+    assert np.asarray(fig.data[0].z).shape == (2, 2) and fig.layout.shapes  # the best cell is outlined
+    assert heatmap_png(s2).startswith(b"\x89PNG") and "T=4, alpha=0.9" in format_sweep(s2)
+    assert main(["sweep", str(run), "--alpha", "0"]) == 2  # alpha 0 is the baseline cell, not a grid value
+
+
+def test_overview_verdict_ship_checks_and_sweep_page(tiny_run, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    root = tmp_path / "runs"
+    run = root / tiny_run.name
+    shutil.copytree(tiny_run, run)
+    monkeypatch.setenv("DISTILL_RUNS_DIR", str(root))
+    at = AppTest.from_file("../dashboard.py", default_timeout=60).run()
+    assert not at.exception
+    shown = " ".join(str(e.value) for e in [*at.success, *at.info, *at.warning])
+    assert "Distillation" in shown or "No measurable difference" in shown  # the verdict, in words
+    assert any(c.key == "evidence_intervals" for c in at.get("plotly_chart"))
+    assert any("Speed-up over the teacher at batch 1" in str(e.value) and "not measured" in str(e.value) for e in at.info)
+    at.number_input(key="ship_max_drop").set_value(100.0).run()
+    assert any("Accuracy drop from the teacher" in str(e.value) for e in at.success)
+    at.switch_page("app_pages/sweep.py").run()
+    assert not at.exception and "No sweep for this run yet" in " ".join(str(e.value) for e in at.info)
+    assert main(["sweep", str(run), "--temperature", "2", "--alpha", "0.5"]) == 0
+    at.run()
+    assert not at.exception and any(c.key == "sweep_heatmap" for c in at.get("plotly_chart"))
+    assert "Chosen on validation" in " ".join(str(e.value) for e in at.success)
+
+
+def test_curves_page_overlays_the_other_seeds(seeded_run, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    root = tmp_path / "runs"
+    shutil.copytree(seeded_run, root / seeded_run.name)
+    monkeypatch.setenv("DISTILL_RUNS_DIR", str(root))
+    at = AppTest.from_file("../dashboard.py", default_timeout=60).run()
+    at.switch_page("app_pages/training_curves.py").run()
+    names = lambda: {t.get("name") for t in json.loads(next(  # noqa: E731
+        c for c in at.get("plotly_chart") if c.key == "curves_main").proto.spec)["data"]}
+    assert "Distilled student (seed 7) train" not in names()
+    at.toggle(key="curves_seeds").set_value(True).run()
+    assert not at.exception
+    assert {"Distilled student (seed 7) train", "Baseline student (seed 7) train"} <= names()
