@@ -36,11 +36,8 @@ def main() -> None:
     run = app.require_run()
     if run is None:
         return
-    students = [k for k in ("student", "baseline") if k in run.models]
-    if "teacher" not in run.models or not students:
-        need = "the teacher" if "teacher" not in run.models else "a student"
-        st.warning(f"This page needs {need}, and run `{run.run_id}` has no complete model folder for it"
-                   + (" yet (still training)." if run.status == "running" else ". Pick another run in the sidebar."))
+    students = app.comparable_students(run)
+    if not students:
         return
     st.caption("Which teacher layer does each student layer end up resembling? Linear CKA compares the two models' "
                "representations of the same texts; it ignores rotations and scale, so it works across models.")

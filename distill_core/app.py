@@ -86,6 +86,17 @@ def require_run() -> RunInfo | None:
     return run
 
 
+def comparable_students(run: RunInfo) -> list[str]:
+    """The run's students that can be set beside its teacher; with none (or no teacher), a note saying why."""
+    students = [k for k in ("student", "baseline") if k in run.models]
+    if "teacher" not in run.models or not students:
+        need = "the teacher" if "teacher" not in run.models else "a student"
+        st.warning(f"This page needs {need}, and run `{run.run_id}` has no complete model folder for it"
+                   + (" yet (still training)." if run.status == "running" else ". Pick another run in the sidebar."))
+        return []
+    return students
+
+
 @contextmanager
 def friendly_errors(what: str) -> Iterator[None]:
     """Show an error in this block on the page instead of a traceback; the rest of the page still renders.
