@@ -135,10 +135,7 @@ def png_button(label: str, render, file_name: str) -> None:
 
 def main() -> None:
     st.title("Attention")
-    run = app.require_run()
-    if run is None:
-        return
-    students = app.comparable_students(run)
+    run, students = app.require_comparison()
     if not students:
         return
     text = text_ui(run)

@@ -174,10 +174,7 @@ def confusion_ui(run, preds, student: str) -> None:
 
 def main() -> None:
     st.title("Disagreements")
-    run = app.require_run()
-    if run is None:
-        return
-    students = app.comparable_students(run)
+    run, students = app.require_comparison()
     if not students:
         return
     st.caption("Accuracy can hide how often a student parts ways with its teacher. Here are the test texts where "

@@ -146,10 +146,7 @@ def sample_ui(run, other: str) -> None:
 
 def main() -> None:
     st.title("Explanations")
-    run = app.require_run()
-    if run is None:
-        return
-    students = app.comparable_students(run)
+    run, students = app.require_comparison()
     if not students:
         return
     text = text_ui(run)

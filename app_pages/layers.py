@@ -33,10 +33,7 @@ def reading_ui(sim, other: str) -> None:
 
 def main() -> None:
     st.title("Layer similarity")
-    run = app.require_run()
-    if run is None:
-        return
-    students = app.comparable_students(run)
+    run, students = app.require_comparison()
     if not students:
         return
     st.caption("Which teacher layer does each student layer end up resembling? Linear CKA compares the two models' "

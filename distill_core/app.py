@@ -86,6 +86,12 @@ def require_run() -> RunInfo | None:
     return run
 
 
+def require_comparison() -> tuple[RunInfo | None, list[str]]:
+    """The picked run and its students that can be set beside its teacher; with none, a note saying why."""
+    run = require_run()
+    return (run, comparable_students(run)) if run is not None else (None, [])
+
+
 def comparable_students(run: RunInfo) -> list[str]:
     """The run's students that can be set beside its teacher; with none (or no teacher), a note saying why."""
     students = [k for k in ("student", "baseline") if k in run.models]

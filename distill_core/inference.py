@@ -10,7 +10,6 @@ Nothing here knows how the model was trained.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,39 +17,11 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
+from .classifier import MAX_INPUT_CHARS, Classifier, Prediction, softmax
 from .errors import InputError
 from .models import config_value, load_trained
 
-MAX_INPUT_CHARS = 100_000  # longer inputs are cut before tokenising; max_length truncates far earlier anyway
-
-
-@dataclass
-class Prediction:
-    """One model's answer for one text."""
-
-    model: str  # the model folder's name: teacher, student, baseline
-    labels: list[str]  # (C,) class names
-    logits: np.ndarray  # (C,)
-    ms: float  # wall time of tokenising + forward pass
-    n_tokens: int  # tokens in the full text, [CLS]/[SEP] included
-    n_truncated: int  # tokens cut to fit max_length
-
-    @property
-    def probs(self) -> np.ndarray:  # (C,)
-        return softmax(self.logits)
-
-    @property
-    def label(self) -> str:
-        return self.labels[int(self.logits.argmax())]
-
-    @property
-    def confidence(self) -> float:
-        return float(self.probs.max())
-
-    def probs_at(self, temperature: float) -> np.ndarray:
-        """(C,) the distribution softened by ``temperature`` (what KD matches at T > 1)."""
-        return softmax(self.logits / float(temperature))
-
+__all__ = ["MAX_INPUT_CHARS", "AttentionResult", "InputError", "Prediction", "TextClassifier", "kl_divergence", "softmax"]
 
 @dataclass
 class AttentionResult:
@@ -60,8 +31,8 @@ class AttentionResult:
     n_truncated: int
 
 
-class TextClassifier:
-    """A fine-tuned sequence classifier loaded from a ``save_pretrained`` folder."""
+class TextClassifier(Classifier):
+    """A fine-tuned sequence classifier loaded from a ``save_pretrained`` folder (PyTorch)."""
 
     def __init__(self, model, tokenizer, max_length: int = 128, name: str = ""):
         self.model = model.eval()
@@ -104,22 +75,6 @@ class TextClassifier:
 
     # ------------------------------------------------------------------ inputs
 
-    def _check(self, texts: list[str]) -> list[str]:
-        if isinstance(texts, str):
-            raise InputError("pass a list of texts, not a single string")
-        out = []
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise InputError(f"text {i} is {type(t).__name__}, not a string")
-            if not t.strip():
-                raise InputError(f"text {i} is empty: type some words to classify")
-            out.append(t[:MAX_INPUT_CHARS])
-        return out
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens in the whole text, [CLS] and [SEP] included, before truncation."""
-        return len(self.tokenizer(text[:MAX_INPUT_CHARS], truncation=False)["input_ids"])
-
     def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
         enc.pop("token_type_ids", None)  # single-segment inputs; DistilBERT takes none
@@ -128,31 +83,8 @@ class TextClassifier:
     # ------------------------------------------------------------------ outputs
 
     @torch.inference_mode()
-    def predict_logits(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        """(N, C) logits. Texts are batched in length order so little compute goes to padding."""
-        texts = self._check(list(texts))
-        if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        order = np.argsort([len(t) for t in texts])
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for i in range(0, len(texts), batch_size):
-            idx = order[i : i + batch_size]
-            logits = self.model(**self._encode([texts[j] for j in idx])).logits  # (B, C)
-            out[idx] = logits.float().cpu().numpy()
-        return out
-
-    def predict_proba(self, texts: list[str], batch_size: int = 32, temperature: float = 1.0) -> np.ndarray:
-        """(N, C) class probabilities, optionally softened by ``temperature``."""
-        logits = self.predict_logits(texts, batch_size=batch_size)
-        return softmax(logits / float(temperature))
-
-    def classify(self, text: str) -> Prediction:
-        """One text: its logits, the tokens cut to fit ``max_length``, and the wall time (tokenising included)."""
-        t0 = time.perf_counter()
-        logits = self.predict_logits([text])[0]  # (C,)
-        n = self.count_tokens(text)
-        ms = (time.perf_counter() - t0) * 1000.0
-        return Prediction(self.name, self.labels, logits, ms, n, max(0, n - self.max_length))
+    def _batch_logits(self, texts: list[str]) -> np.ndarray:
+        return self.model(**self._encode(texts)).logits.float().cpu().numpy()  # (B, C)
 
     @torch.inference_mode()
     def attention(self, text: str) -> AttentionResult:
@@ -167,12 +99,6 @@ class TextClassifier:
         probs = softmax(out.logits.float().cpu().numpy())[0]
         n = self.count_tokens(text)
         return AttentionResult(tokens, att, probs, max(0, n - self.max_length))
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def kl_divergence(p: np.ndarray, q: np.ndarray, eps: float = 1e-12) -> float:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .classifier import Classifier
 from .config import MODEL_KINDS, runs_dir
 from .errors import ConfigError, ModelError, RunError
 from .runs import (
@@ -58,7 +59,7 @@ FP32_TOLERANCE = 1e-3
 # ----------------------------------------------------------------------------- the classifier
 
 
-class OnnxClassifier:
+class OnnxClassifier(Classifier):
     """A classifier exported to ONNX, run by ONNX Runtime on the CPU; the interface of ``TextClassifier``."""
 
     def __init__(self, session, tokenizer, config, max_length: int, name: str, backend: str,
@@ -113,54 +114,15 @@ class OnnxClassifier:
         graph = load_model(str(self.path)).graph  # int8: quantised weights and their scales, counted alike
         return int(sum(int(np.prod(t.dims)) for t in graph.initializer))
 
-    # ------------------------------------------------------------------ inputs
-
-    def _check(self, texts: list[str]) -> list[str]:
-        from .inference import TextClassifier
-
-        # The same rules and messages as the PyTorch classifier (one place decides what text is acceptable).
-        return TextClassifier._check(self, texts)  # type: ignore[arg-type]
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens in the whole text, [CLS] and [SEP] included, before truncation."""
-        from .inference import TextClassifier
-
-        return TextClassifier.count_tokens(self, text)  # type: ignore[arg-type]
+    # ------------------------------------------------------------------ inputs and outputs
 
     def _encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
         return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in self._inputs}
 
-    # ------------------------------------------------------------------ outputs
-
-    def predict_logits(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        """(N, C) logits. Texts are batched in length order so little compute goes to padding."""
-        texts = self._check(texts if isinstance(texts, str) else list(texts))  # a bare string is refused, not split
-        if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        order = np.argsort([len(t) for t in texts])
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for i in range(0, len(texts), batch_size):
-            idx = order[i : i + batch_size]
-            (logits,) = self.session.run(["logits"], self._encode([texts[j] for j in idx]))  # (B, C)
-            out[idx] = logits
-        return out
-
-    def predict_proba(self, texts: list[str], batch_size: int = 32, temperature: float = 1.0) -> np.ndarray:
-        """(N, C) class probabilities, optionally softened by ``temperature``."""
-        from .inference import softmax
-
-        return softmax(self.predict_logits(texts, batch_size=batch_size) / float(temperature))
-
-    def classify(self, text: str) -> Prediction:
-        """One text: its logits, the tokens cut to fit ``max_length``, and the wall time (tokenising included)."""
-        from .inference import Prediction
-
-        t0 = time.perf_counter()
-        logits = self.predict_logits([text])[0]  # (C,)
-        n = self.count_tokens(text)
-        ms = (time.perf_counter() - t0) * 1000.0
-        return Prediction(self.name, self.labels, logits, ms, n, max(0, n - self.max_length))
+    def _batch_logits(self, texts: list[str]) -> np.ndarray:
+        (logits,) = self.session.run(["logits"], self._encode(texts))  # (B, C)
+        return logits
 
 
 def make_session(path: Path, threads: int | None = None, spinning: bool = True):

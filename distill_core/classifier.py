@@ -1,0 +1,111 @@
+"""What every classifier backend shares (PyTorch ``inference.TextClassifier``, ONNX ``onnx_export.OnnxClassifier``):
+the input rules, length-ordered batching, probabilities and one timed text. numpy only, so a backend that
+does not need torch does not import it.
+
+    class MyBackend(Classifier):
+        def _batch_logits(self, texts): ...   # (B, C) float32 for a batch of checked texts
+
+A subclass sets ``tokenizer``, ``max_length``, ``name`` and ``labels``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+MAX_INPUT_CHARS = 100_000  # longer inputs are cut before tokenising; max_length truncates far earlier anyway
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class Prediction:
+    """One model's answer for one text."""
+
+    model: str  # the model folder's name: teacher, student, baseline
+    labels: list[str]  # (C,) class names
+    logits: np.ndarray  # (C,)
+    ms: float  # wall time of tokenising + forward pass
+    n_tokens: int  # tokens in the full text, [CLS]/[SEP] included
+    n_truncated: int  # tokens cut to fit max_length
+
+    @property
+    def probs(self) -> np.ndarray:  # (C,)
+        return softmax(self.logits)
+
+    @property
+    def label(self) -> str:
+        return self.labels[int(self.logits.argmax())]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probs.max())
+
+    def probs_at(self, temperature: float) -> np.ndarray:
+        """(C,) the distribution softened by ``temperature`` (what KD matches at T > 1)."""
+        return softmax(self.logits / float(temperature))
+
+
+class Classifier:
+    """Texts in, logits and probabilities out; the backend supplies ``_batch_logits``."""
+
+    tokenizer: object
+    max_length: int
+    name: str
+    labels: list[str]
+
+    def _batch_logits(self, texts: list[str]) -> np.ndarray:
+        """(B, C) logits of one batch of checked texts."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ inputs
+
+    def _check(self, texts: list[str]) -> list[str]:
+        if isinstance(texts, str):
+            raise InputError("pass a list of texts, not a single string")
+        out = []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InputError(f"text {i} is {type(t).__name__}, not a string")
+            if not t.strip():
+                raise InputError(f"text {i} is empty: type some words to classify")
+            out.append(t[:MAX_INPUT_CHARS])
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in the whole text, [CLS] and [SEP] included, before truncation."""
+        return len(self.tokenizer(text[:MAX_INPUT_CHARS], truncation=False)["input_ids"])
+
+    # ------------------------------------------------------------------ outputs
+
+    def predict_logits(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """(N, C) logits. Texts are batched in length order so little compute goes to padding."""
+        texts = self._check(texts if isinstance(texts, str) else list(texts))  # a bare string is refused, not split
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts])
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for i in range(0, len(texts), batch_size):
+            idx = order[i : i + batch_size]
+            out[idx] = self._batch_logits([texts[j] for j in idx])  # (B, C)
+        return out
+
+    def predict_proba(self, texts: list[str], batch_size: int = 32, temperature: float = 1.0) -> np.ndarray:
+        """(N, C) class probabilities, optionally softened by ``temperature``."""
+        return softmax(self.predict_logits(texts, batch_size=batch_size) / float(temperature))
+
+    def classify(self, text: str) -> Prediction:
+        """One text: its logits, the tokens cut to fit ``max_length``, and the wall time (tokenising included)."""
+        t0 = time.perf_counter()
+        logits = self.predict_logits([text])[0]  # (C,)
+        n = self.count_tokens(text)
+        ms = (time.perf_counter() - t0) * 1000.0
+        return Prediction(self.name, self.labels, logits, ms, n, max(0, n - self.max_length))
