@@ -13,9 +13,7 @@ import streamlit as st
 
 from distill_core import app
 from distill_core.config import MODEL_COLORS, MODEL_TITLES, SHORT_TITLES
-from distill_core.errors import RunError
 from distill_core.views import attention as av
-from distill_core.views import live as lv
 
 TEXT_KEY = "att_text"
 MEAN = -1  # the "mean of heads" choice in a head selector
@@ -24,13 +22,7 @@ CAP_KEY = "att_cap_value"  # the reader's "tokens shown", kept apart from the sl
 
 
 def text_ui(run) -> str:
-    if TEXT_KEY not in st.session_state:
-        try:
-            test_texts = list(app.predictions_table(run.path)["text"].head(1))
-        except RunError:
-            test_texts = []
-        st.session_state[TEXT_KEY] = lv.attention_default_text(run.label_names, run.dataset, test_texts)
-    return st.text_area("Text", key=TEXT_KEY, height=80).strip()
+    return app.text_input(run, TEXT_KEY)
 
 
 def _select(container, label: str, options: list[int], key: str, default: int, fmt, **kw) -> int:

@@ -13,9 +13,7 @@ import streamlit as st
 from distill_core import app
 from distill_core.attributions import TOP_K, agreement, agreement_row, attention_rollout, sample_rows
 from distill_core.config import MODEL_TITLES, SHORT_TITLES
-from distill_core.errors import RunError
 from distill_core.views import explain as ev
-from distill_core.views import live as lv
 
 TEXT_KEY = "explain_text"
 OWN = -1  # the "each model's own prediction" choice of the class picker
@@ -24,13 +22,7 @@ SAMPLE_KEY = "exp_sample_n"  # the sample size the reader asked to explain (kept
 
 
 def text_ui(run) -> str:
-    if TEXT_KEY not in st.session_state:
-        try:
-            test_texts = list(app.predictions_table(run.path)["text"].head(1))
-        except RunError:
-            test_texts = []
-        st.session_state[TEXT_KEY] = lv.attention_default_text(run.label_names, run.dataset, test_texts)
-    return st.text_area("Text", key=TEXT_KEY, height=80).strip()
+    return app.text_input(run, TEXT_KEY)
 
 
 def target_ui(run) -> int | None:

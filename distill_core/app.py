@@ -35,7 +35,7 @@ from .runs import (
     list_runs, load_run, metrics_path, model_dir, read_json, read_metrics,
 )
 from .similarity import LayerSimilarity, layer_similarity as _compare_layers
-from .views.live import batch_table
+from .views.live import attention_default_text, batch_table
 from .views.runs import default_run_id
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,17 @@ def require_run() -> RunInfo | None:
     if run is None:
         st.info("Pick a run in the sidebar.")
     return run
+
+
+def text_input(run: RunInfo, key: str) -> str:
+    """A text area for one text, first filled with an example that fits the run's labels (else a test text)."""
+    if key not in st.session_state:
+        try:
+            test_texts = list(predictions_table(run.path)["text"].head(1))
+        except RunError:
+            test_texts = []
+        st.session_state[key] = attention_default_text(run.label_names, run.dataset, test_texts)
+    return st.text_area("Text", key=key, height=80).strip()
 
 
 def require_comparison() -> tuple[RunInfo | None, list[str]]:
