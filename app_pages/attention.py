@@ -3,6 +3,9 @@
 Default: each model's last layer, mean over heads (what the reports showed). "Aligned" pairs a student
 layer with the teacher layer it was initialised from and adds their difference; the [CLS] row shows
 what the classifier token gathers. Each figure exports as PNG (drawn with matplotlib).
+
+A BiLSTM student has no self-attention maps: its attention-pooling weights (one per token) are drawn beside the
+teacher's [CLS] row instead, the two ways each model gathers the vector its classifier reads.
 """
 
 from __future__ import annotations
@@ -119,6 +122,36 @@ def heatmaps_ui(run, other: str, text: str) -> None:
     png_button("[CLS] attention (PNG)", lambda: av.cls_png([t_view, s_view], names, colors), f"{run.run_id}_cls.png")
 
 
+def pooling_ui(run, other: str, text: str) -> None:
+    """A BiLSTM student: its pooling weights beside the teacher's [CLS] row (last layer, mean of heads)."""
+    title = MODEL_TITLES[other]
+    st.info(f"The {title.lower()} is a BiLSTM: it has attention-pooling weights, one per token, not self-attention "
+            "maps. Below, the weight it gives each token when it pools them into the vector its classifier reads, "
+            "beside the teacher's [CLS] attention row (last layer, mean of heads), which gathers that vector for the "
+            "teacher.", icon=":material/info:")
+    t_att = app.attention(run.path, "teacher", text)
+    pool = app.pooling(run.path, other, text)
+    if t_att.n_truncated:
+        st.warning(f"The text is longer than the models' {len(t_att.tokens)} tokens: the last "
+                   f"{t_att.n_truncated} tokens were cut before the models saw them.")
+    hide, cap = display_ui(t_att.tokens)
+    view = av.pooling_view(t_att, pool, hide, cap)
+    if view.n_capped:
+        st.caption(f"Showing the first {len(view.tokens)} of {len(view.tokens) + view.n_capped} tokens.")
+    labels = app.classifier(run.path, "teacher").labels
+    t_pred, s_pred = int(view.teacher_probs.argmax()), int(view.student_probs.argmax())
+    st.caption(f"{MODEL_TITLES['teacher']}: {labels[t_pred]} {view.teacher_probs[t_pred]:.0%} · {title}: "
+               f"{labels[s_pred]} {view.student_probs[s_pred]:.0%}")
+    names = [SHORT_TITLES["teacher"], SHORT_TITLES[other]]
+    st.plotly_chart(av.pooling_figure(view, names), width="stretch", key="att_pooling")
+    left, right = st.columns(2)
+    with left:
+        png_button("Pooling weights (PNG)", lambda: av.pooling_png(view, names), f"{run.run_id}_pooling.png")
+    right.download_button("Pooling weights (CSV)", av.pooling_table(view, names).to_csv(index=False).encode(),
+                          f"{run.run_id}_pooling.csv", "text/csv", on_click="ignore", icon=":material/download:",
+                          key="dl_att_pooling_csv")
+
+
 def png_button(label: str, render, file_name: str) -> None:
     # Deferred: the PNG is drawn only when the button is pressed, not on every rerun.
     st.download_button(label, render, file_name, "image/png", on_click="ignore", icon=":material/image:",
@@ -137,7 +170,10 @@ def main() -> None:
         st.info("Type a text above to see its attention.")
         return
     with app.friendly_errors("Attention"):
-        heatmaps_ui(run, other, text)
+        if app.is_recurrent(run.path, other):
+            pooling_ui(run, other, text)
+        else:
+            heatmaps_ui(run, other, text)
 
 
 if __name__ == "__main__":

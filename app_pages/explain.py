@@ -75,6 +75,11 @@ def attributions_ui(run, other: str, text: str, target: int | None) -> None:
 
 def rollout_ui(run, other: str, text: str) -> None:
     st.subheader("Attention rollout")
+    if app.is_recurrent(run.path, other):
+        st.info(f"Attention rollout follows self-attention through a transformer's layers; the "
+                f"{MODEL_TITLES[other].lower()} is a BiLSTM and has none. Its attention-pooling weights, one per token, "
+                "are on the Attention page.", icon=":material/info:")
+        return
     t_att, s_att = app.attention(run.path, "teacher", text), app.attention(run.path, other, text)
     rows = {"teacher": ev.rollout_scores(t_att.tokens, attention_rollout(t_att.attentions)),
             other: ev.rollout_scores(s_att.tokens, attention_rollout(s_att.attentions))}

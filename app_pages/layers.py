@@ -54,6 +54,10 @@ def main() -> None:
                        "yet), so its CKA is undefined and left blank.")
         if sim.n_texts < n:
             st.caption(f"The validation split has {sim.n_texts} texts, so all of them were used.")
+        if app.is_recurrent(run.path, other):
+            st.caption(f"The {MODEL_TITLES[other].lower()} is a BiLSTM: its columns are its word embeddings and its "
+                       "LSTM layers, and its [CLS] vector is the LSTM output at the first token, where the backward "
+                       "direction has read the whole text.")
         reading_ui(sim, other)
         a, b = st.columns(2)
         a.download_button("Heatmaps (PNG)", lambda: lyv.cka_png(sim, title), f"{run.run_id}_layer_cka.png", "image/png",

@@ -20,6 +20,8 @@ COLUMN_FORMATS = {
     "Test accuracy": st.column_config.NumberColumn(format="%.1f%%"),
     "Macro-F1": st.column_config.NumberColumn(format="%.3f"),
     "Parameters": st.column_config.NumberColumn(format="compact"),
+    "Trainable parameters": st.column_config.NumberColumn("Trainable", format="compact",
+                                                          help="Parameters the optimizer updated (LoRA: adapters and head)"),
     "Size on disk (MB)": st.column_config.NumberColumn("Size (MB)", format="%.1f", help="Model folder on disk"),
     "Accuracy retention (% of teacher)": st.column_config.NumberColumn("Accuracy retention", format="%.1f%%",
                                                                       help="Test accuracy as a share of the teacher's"),
@@ -34,23 +36,25 @@ COLUMN_FORMATS = {
 }
 
 
-def headline_ui(table) -> None:
-    """The answer first: how much of the teacher the distilled student keeps, at what size."""
+def headline_ui(table, metric: str = "accuracy") -> None:
+    """The answer first, in the run's headline metric (macro-F1 on imbalanced classes, else accuracy): how much of
+    the teacher the distilled student keeps, at what size."""
     if "student" not in table.index or "teacher" not in table.index:
         return
+    column, words = ov.HEADLINE_COLUMNS[metric]
     s, t = table.loc["student"], table.loc["teacher"]
-    if s[["Test accuracy", "Accuracy retention (% of teacher)", "Size (% of teacher)"]].isna().any():
+    if s[[column, "Size (% of teacher)"]].isna().any() or not t[column]:
         return  # a half-written results.json: the table below shows what there is
     cols = st.columns(4)
-    cols[0].metric("Distilled student accuracy", f"{s['Test accuracy']:.1%}",
-                   f"{(s['Test accuracy'] - t['Test accuracy']) * 100:+.1f} pts vs teacher")
-    cols[1].metric("Accuracy retention", f"{s['Accuracy retention (% of teacher)']:.1f}%")
+    cols[0].metric(f"Distilled student {words}", f"{s[column]:.1%}",
+                   f"{(s[column] - t[column]) * 100:+.1f} pts vs teacher")
+    cols[1].metric(f"{words[0].upper()}{words[1:]} retention", f"{100 * s[column] / t[column]:.1f}%")
     cols[2].metric("Size on disk vs teacher", f"{s['Size (% of teacher)']:.0f}%",
                    f"{s['Parameters'] / t['Parameters']:.2f}× the parameters", delta_color="off")
     if "baseline" in table.index:
         b = table.loc["baseline"]
-        cols[3].metric("Distillation vs no teacher", f"{(s['Test accuracy'] - b['Test accuracy']) * 100:+.1f} pts",
-                       "student minus baseline accuracy", delta_color="off")
+        cols[3].metric("Distillation vs no teacher", f"{(s[column] - b[column]) * 100:+.1f} pts",
+                       f"student minus baseline {words}", delta_color="off")
 
 
 def display_table(table):
@@ -63,13 +67,20 @@ def display_table(table):
 
 
 def table_ui(run, bench: dict | None) -> None:
-    table = ov.overview_table(run.results, bench)
-    headline_ui(table)
+    architectures = (run.config or {}).get("architectures")
+    table = ov.overview_table(run.results, bench, architectures)
+    headline_ui(table, ov.headline_of(run.results))
+    note = ov.headline_note(run.results)
+    if note:
+        st.caption(note)
     verdict_ui(run)
     st.subheader("Models on the test set")
     rows = run.results.get("test_rows")
     st.caption(f"{rows:,} test examples." if rows else "")
     st.dataframe(display_table(table), hide_index=True, column_config=COLUMN_FORMATS, width="stretch")
+    note = ov.lora_note(architectures)
+    if note:
+        st.caption(note)
     if bench is None:
         st.caption("Latency and speed-up appear here once the run is benchmarked: "
                    f"`python -m distill_core bench {run.run_id}`.")
@@ -85,6 +96,19 @@ def per_class_ui(run) -> None:
     left.plotly_chart(ov.per_class_figure(f1), width="stretch", key="per_class_bars")
     right.dataframe(f1, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in f1.columns},
                     width="stretch")
+    detail = ov.per_class_table(run.results, (run.config or {}).get("class_weights"))
+    if not detail.empty:
+        st.markdown("**Precision, recall and F1 per class**")
+        st.caption("Test rows: the class's texts in the test set. A rare class's figures rest on few texts.")
+        st.dataframe(detail, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                    for c in ("Precision", "Recall", "F1", "Class weight")})
+    row = st.container(horizontal=True)
+    row.download_button("Figure (PNG)", lambda: ov.per_class_png(f1), f"{run.run_id}_per_class_f1.png", "image/png",
+                        on_click="ignore", icon=":material/image:", key="dl_per_class_png")
+    row.download_button("Per-class figures (CSV)", (detail if not detail.empty else f1).to_csv(index=detail.empty)
+                        .encode(), f"{run.run_id}_per_class.csv", "text/csv", on_click="ignore",
+                        icon=":material/download:", key="dl_per_class_csv")
     models = run.results.get("models", {})
     with st.expander("Confusion matrices"):
         cols = st.columns(len(models) or 1)
@@ -193,9 +217,13 @@ def main() -> None:
             st.warning(f"bench.json is unreadable, speed columns left out: {e}")
         with app.friendly_errors("Results"):
             table_ui(run, bench)
+            imbalanced = ov.headline_of(run.results) == "macro_f1"
+            if imbalanced:  # the rare classes are the story: show them before the evidence
+                per_class_ui(run)
             evidence_ui(run)
             ship_ui(run, bench)
-            per_class_ui(run)
+            if not imbalanced:
+                per_class_ui(run)
     config_ui(run)
 
 

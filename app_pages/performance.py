@@ -4,7 +4,8 @@ Reads the run's ``bench.json`` (``python -m distill_core bench RUN``), for the P
 ONNX Runtime (fp32 and int8) alike: latency, throughput, size, memory,
 speed-up and accuracy per model, the accuracy/latency trade-off, and the teacher's training throughput against
 fixed padding and ``Trainer``. Without a ``bench.json`` the page gives the command, or runs it in the background
-and follows its progress. ``bench_bert-base.json`` (``--arch bert-base``) adds the classic pair's speed-up.
+and follows its progress. ``bench_bert-base.json`` (``--arch bert-base``) adds the classic pair's speed-up, and
+``pruning_<model>.json`` (``python -m distill_core prune RUN``) accuracy, latency and size against sparsity.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from distill_core import app, jobs
+from distill_core.config import MODEL_TITLES
 from distill_core.errors import RunError
 from distill_core.runs import read_progress
 from distill_core.views import performance as pv
@@ -148,6 +150,9 @@ def bench_ui(run, b: dict) -> None:
         st.caption(f"Not measured (`--skip-training`). Re-run `{command(run.run_id)}` without it.")
     else:
         st.plotly_chart(training, width="stretch", key="perf_training")
+        st.download_button("Training comparison (CSV)", pv.training_table(b).to_csv(index=False).encode(),
+                           f"{run.run_id}_training_throughput.csv", "text/csv", on_click="ignore",
+                           icon=":material/download:", key="dl_training_csv")
     with st.expander("Compute: achieved GFLOP/s against this machine's matmul rate"):
         st.caption("FLOPs are analytic (matmuls of one forward pass, see `distill_core.bench.measure.forward_flops`); "
                    "batch-1 latency includes tokenisation, so these are lower bounds.")
@@ -181,6 +186,55 @@ def classic_pair_ui(run) -> None:
     right.plotly_chart(pv.throughput_figure(b), width="stretch", key="classic_throughput")
 
 
+PRUNE_FORMATS = {
+    "Amount": st.column_config.NumberColumn(format="%.2f"),
+    "Sparsity": st.column_config.NumberColumn(format="percent", help="Zeros among the pruned weights (every Linear "
+                                              "and LSTM weight matrix)"),
+    "Validation accuracy": st.column_config.NumberColumn(format="percent"),
+    "Test accuracy": st.column_config.NumberColumn(format="percent"),
+    "Validation macro-F1": st.column_config.NumberColumn(format="%.3f"),
+    "Test macro-F1": st.column_config.NumberColumn(format="%.3f"),
+    "Agreement with dense": st.column_config.NumberColumn(format="percent", help="Test texts where the pruned model "
+                                                          "predicts what the unpruned one does"),
+    "p50 ms": st.column_config.NumberColumn(format="%.2f", help="Batch 1 on CPU, tokenisation included"),
+    "p95 ms": st.column_config.NumberColumn(format="%.2f"),
+    "Size (MB)": st.column_config.NumberColumn(format="%.2f", help="model.safetensors as written"),
+    "Compressed (MB)": st.column_config.NumberColumn(format="%.2f", help="model.safetensors compressed with zlib"),
+    "Parameters": st.column_config.NumberColumn(format="compact"),
+    "Non-zero parameters": st.column_config.NumberColumn(format="compact"),
+}
+
+
+def pruning_ui(run) -> None:
+    """``prune``'s figures for the run's models that have them; else the command that makes them."""
+    st.subheader("Pruning")
+    found = {k: p for k in run.models if (p := app.pruning(run.path, k)) is not None}
+    if not found:
+        kind = "student" if "student" in run.models else next(iter(run.models), "student")
+        st.caption("How much accuracy survives zeroing the smallest weights, and does it make the model faster or "
+                   f"smaller? Measure it: `python -m distill_core prune {run.run_id} --model {kind}`.")
+        return
+    kind = next(iter(found)) if len(found) == 1 else st.radio(
+        "Pruned model", list(found), format_func=lambda k: MODEL_TITLES.get(k, k), horizontal=True, key="prune_model")
+    p = found[kind]
+    s = p.get("settings") or {}
+    st.caption(f"{MODEL_TITLES.get(kind, kind)}, {s.get('method')} on every Linear and LSTM weight matrix; "
+               f"{p.get('validation_rows')} validation and {p.get('test_rows')} test texts; batch-1 p50 on CPU "
+               f"({s.get('torch_threads')} threads), tokenisation included; measured {p.get('when')}.")
+    if note := pv.pruning_note(p):
+        st.info(note, icon=":material/compress:")
+    st.plotly_chart(pv.pruning_figure(p), width="stretch", key="perf_pruning")
+    table = pv.pruning_table(p)
+    st.dataframe(table, hide_index=True, width="stretch", column_config=PRUNE_FORMATS)
+    left, right = st.columns(2)
+    left.download_button("Pruning figure (PNG)", lambda: pv.pruning_png(p), f"{run.run_id}_pruning_{kind}.png",
+                         "image/png", on_click="ignore", icon=":material/image:", key="dl_prune_png")
+    right.download_button("Pruning table (CSV)", table.to_csv(index=False).encode(), f"{run.run_id}_pruning_{kind}.csv",
+                          "text/csv", on_click="ignore", icon=":material/download:", key="dl_prune_csv")
+    if p.get("saved"):
+        st.caption(f"The model pruned at {p['saved']['amount']:g} is kept in `{p['saved']['folder']}/` of the run.")
+
+
 def main() -> None:
     st.title("Performance")
     run = app.require_run()
@@ -201,6 +255,8 @@ def main() -> None:
             bench_ui(run, b)
     with app.friendly_errors("Classic pair"):
         classic_pair_ui(run)
+    with app.friendly_errors("Pruning"):
+        pruning_ui(run)
 
 
 if __name__ == "__main__":

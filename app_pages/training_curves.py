@@ -89,8 +89,10 @@ def curves_ui(run_dir: Path, x: str, smoothing: float) -> None:
         return
     st.plotly_chart(cv.curves_figure(train, val, x, smoothing), width="stretch", key="curves_main")
     if "student" in train:
+        hard = "hard_loss" in train["student"] and train["student"]["hard_loss"].notna().any()
         st.caption("The distilled student's *training* loss is its KD objective, α·T²·KL(teacher ‖ student) + "
-                   "(1 − α)·CE, so it sits on its own level; validation loss is cross-entropy for every model.")
+                   "(1 − α)·CE" + (" + w·CE(teacher's predicted class)" if hard else "")
+                   + ", so it sits on its own level; validation loss is cross-entropy for every model.")
     left, right = st.columns(2)
     with left:
         st.markdown("**Learning rate**")

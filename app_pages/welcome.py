@@ -11,7 +11,7 @@ import os
 import streamlit as st
 
 from distill_core import app, jobs
-from distill_core.config import data_dir, runs_dir
+from distill_core.config import PRESET_SUMMARIES, data_dir, runs_dir
 
 JOB_KEY = "train_job"  # the jobs.Job of a run started from this page
 
@@ -45,12 +45,19 @@ def failed_runs_ui() -> None:
             st.caption("Show them in the picker with the sidebar toggle *Show failed runs*.")
 
 
+def _run_words(preset: str) -> str:
+    return "the default run" if preset == "quick" else f"the {preset} run"
+
+
 def train_button_ui() -> None:
-    """Start the default run in the background, then follow it."""
+    """Start a preset's run (the default: quick) in the background, then follow it."""
     job = st.session_state.get(JOB_KEY)
     running = job is not None and job.running()
-    if not running and st.button("Train the default run", type="primary", icon=":material/play_arrow:"):
-        st.session_state[JOB_KEY] = jobs.start_train("quick")
+    preset = st.selectbox("Preset", list(PRESET_SUMMARIES), format_func=lambda p: f"{p}: {PRESET_SUMMARIES[p]}",
+                          key="train_preset", disabled=running)
+    if not running and st.button(f"Train {_run_words(preset)}", type="primary", icon=":material/play_arrow:"):
+        st.session_state[JOB_KEY] = jobs.start_train(preset)
+        st.session_state["started_preset"] = preset
         st.session_state["train_seen_running"] = True
         running = True
     if st.session_state.get(JOB_KEY):
@@ -62,7 +69,8 @@ def progress_ui() -> None:
     """The new run's stage and optimizer steps so far, from its own progress report."""
     job = st.session_state[JOB_KEY]
     code = job.returncode
-    label = "Training the default run…" if code is None else f"Training finished (exit code {code})"
+    what = _run_words(st.session_state.get("started_preset", "quick"))
+    label = f"Training {what}…" if code is None else f"Training finished (exit code {code})"
     with st.status(label, state="running" if code is None else ("complete" if code == 0 else "error"), expanded=True):
         if job.run_dir.is_dir():
             p = jobs.training_progress(job.run_dir)

@@ -29,7 +29,7 @@ from .attributions import N_STEPS, Attribution, integrated_gradients, sample_row
 from .calibration import Progress, calibrate_run, read_calibration
 from .config import MODEL_TITLES, runs_dir
 from .errors import DistillError, RunError
-from .inference import AttentionResult, InputError, Prediction, TextClassifier
+from .inference import AttentionResult, InputError, PoolingResult, Prediction, TextClassifier
 from .runs import (
     CALIBRATION_FILE, CONFIG_FILE, MODEL_CONFIG, MODEL_WEIGHTS, PREDICTIONS_FILE, RunInfo, bench_path, has_model,
     list_runs, load_run, metrics_path, model_dir, read_json, read_metrics,
@@ -223,6 +223,24 @@ def attention(run_dir: Path, kind: str, text: str) -> AttentionResult:
     return _attention(str(model_dir(run_dir, kind)), model_stamp(run_dir, kind), text)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _pooling(model_path: str, stamp: tuple, text: str) -> PoolingResult:
+    return _load_classifier(model_path, stamp).pooling(text)
+
+
+def pooling(run_dir: Path, kind: str, text: str) -> PoolingResult:
+    """Tokens and the LSTM student's attention-pooling weights ``(T,)`` for one text (cached)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("The text is empty: type a sentence to see its pooling weights.")
+    classifier(run_dir, kind)
+    return _pooling(str(model_dir(run_dir, kind)), model_stamp(run_dir, kind), text)
+
+
+def is_recurrent(run_dir: Path, kind: str) -> bool:
+    """Whether the run's ``kind`` model is the BiLSTM student (pooling weights, no self-attention maps)."""
+    return classifier(run_dir, kind).is_recurrent
+
+
 def layer_map(run_dir: Path, kind: str = "student") -> list[int] | None:
     """Teacher layer each student layer was initialised from (the student's ``distill_layer_map``)."""
     m = getattr(classifier(run_dir, kind).model.config, "distill_layer_map", None)
@@ -297,6 +315,20 @@ def bench(run_dir: Path, arch: str = "run") -> dict | None:
     """``bench.json`` (or ``bench_<arch>.json``) or None if the run has not been benchmarked that way."""
     path = bench_path(run_dir, arch)
     return _read_bench(str(path), file_stamp(path))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _read_pruning(run_dir: str, kind: str, stamp: tuple | None) -> dict | None:
+    from .prune import load_pruning
+
+    return load_pruning(Path(run_dir), kind) if stamp is not None else None
+
+
+def pruning(run_dir: Path, kind: str) -> dict | None:
+    """``pruning_<kind>.json`` (``prune RUN --model <kind>``), checked, or None if that model was not pruned."""
+    from .runs import pruning_path
+
+    return _read_pruning(str(run_dir), kind, file_stamp(pruning_path(run_dir, kind)))
 
 
 # ============================================================================ inspection: calibration, explanations, layers

@@ -130,9 +130,9 @@ def integrated_gradients(clf: TextClassifier, text: str, target: int | None = No
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     t0 = time.perf_counter()
     model, tok = clf.model, clf.tokenizer
-    enc = tok([text], truncation=True, max_length=clf.max_length, return_tensors="pt")
-    ids = enc["input_ids"].to(clf.device)  # (1, T)
-    mask = enc["attention_mask"].to(clf.device)  # (1, T)
+    enc = clf.encode([text])  # cut to max_length as the model was trained (its truncation rule)
+    ids = enc["input_ids"]  # (1, T)
+    mask = enc["attention_mask"]  # (1, T)
     base = baseline_ids(ids.cpu(), tok).to(clf.device)  # (1, T)
     emb = model.get_input_embeddings()
     with torch.no_grad():

@@ -1,6 +1,7 @@
 """Tokenise once, batch by length: what the training loop and evaluation iterate over.
 
     tok = tokenize_splits(splits, tokenizer, max_length=128)            # no padding; adds a ``length`` column
+    tok = tokenize_splits(splits, tokenizer, 128, truncation="head+tail")  # long texts: keep both ends
     loader = make_loader(tok["train"], tokenizer, batch_size=32, shuffle=True, seed=42)   # length-grouped batches
 """
 
@@ -15,21 +16,26 @@ from transformers import DataCollatorWithPadding
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from .data import Splits
+from .truncation import DEFAULT_TRUNCATION, encode
 
 # ----------------------------------------------------------------------------- tokenisation and batching
 
 
-def tokenize_splits(splits: DatasetDict | Splits, tokenizer, max_length: int) -> DatasetDict:
-    """Tokenise every split once (``datasets.map`` caches it), no padding; adds a ``length`` column."""
+def tokenize_splits(splits: DatasetDict | Splits, tokenizer, max_length: int,
+                    truncation: str = DEFAULT_TRUNCATION) -> DatasetDict:
+    """Tokenise every split once (``datasets.map`` caches it), no padding; adds a ``length`` column.
+
+    Texts longer than ``max_length`` are cut by ``truncation`` (head, tail or head+tail; see ``truncation.py``).
+    No ``token_type_ids``: single segment; DistilBERT takes none and BERT's are all 0.
+    """
     dd = splits.as_dict() if isinstance(splits, Splits) else splits
 
-    def encode(batch):
-        enc = tokenizer(list(batch["text"]), truncation=True, max_length=max_length)
-        enc.pop("token_type_ids", None)  # single segment; DistilBERT takes none and BERT's are all 0
+    def encode_batch(batch):
+        enc = encode(tokenizer, batch["text"], max_length, truncation)
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
         return enc
 
-    return dd.map(encode, batched=True, desc="Tokenising")
+    return dd.map(encode_batch, batched=True, desc="Tokenising")
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):

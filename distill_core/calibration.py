@@ -182,8 +182,9 @@ def calibrate(val_logits: np.ndarray, val_labels: np.ndarray, test_logits: np.nd
 
 
 def split_logits(run_dir: Path, kind: str, texts: list[str], labels: list[int], max_length: int,
-                 batch_size: int = 64) -> np.ndarray:
-    """(N, C) logits of one saved model of a run on ``texts`` (in their order), as ``evaluate`` computes them."""
+                 batch_size: int = 64, truncation: str = "head") -> np.ndarray:
+    """(N, C) logits of one saved model of a run on ``texts`` (in their order), as ``evaluate`` computes them
+    (texts cut to ``max_length`` by the run's ``truncation``)."""
     from datasets import Dataset, DatasetDict
     from transformers import AutoTokenizer
 
@@ -194,7 +195,7 @@ def split_logits(run_dir: Path, kind: str, texts: list[str], labels: list[int], 
     folder = model_dir(run_dir, kind)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     ds = Dataset.from_dict({"text": list(texts), "label": list(labels)})
-    tok = tokenize_splits(DatasetDict(validation=ds), tokenizer, max_length)["validation"]
+    tok = tokenize_splits(DatasetDict(validation=ds), tokenizer, max_length, truncation)["validation"]
     loader = make_loader(tok, tokenizer, batch_size, shuffle=False)
     model = load_trained(folder, attentions=False)
     logits, _ = predict_logits(model, loader)
@@ -237,13 +238,15 @@ def calibrate_run(run_dir: Path, splits=None, progress: Progress | None = None) 
                         "validation split (--validation-fraction)")
     config = read_json(run_dir / "config.json")
     max_length = int(config.get("data", {}).get("max_length") or 128)
+    truncation = str(config.get("data", {}).get("truncation") or "head")
     val_texts, val_labels = list(splits.validation["text"]), np.asarray(splits.validation["label"])
     test_labels = preds["label"].to_numpy()
     report: dict[str, Any] = {"n_bins": N_BINS, "fitted_on": "validation", "measured_on": "test",
                               "validation_rows": len(val_labels), "test_rows": len(test_labels), "models": {}}
     for i, kind in enumerate(kinds):
         say(i / len(kinds), f"Fitting the {kind}'s temperature on {len(val_labels)} validation texts…")
-        val_logits = split_logits(run_dir, kind, val_texts, val_labels.tolist(), max_length)  # (Nv, C)
+        val_logits = split_logits(run_dir, kind, val_texts, val_labels.tolist(), max_length,
+                                  truncation=truncation)  # (Nv, C)
         test_logits = logits_from_probs(np.stack(preds[f"{kind}_probs"].to_numpy()))  # (Nt, C)
         report["models"][kind] = calibrate(val_logits, val_labels, test_logits, test_labels)
         m = report["models"][kind]

@@ -5,7 +5,8 @@ does not need torch does not import it.
     class MyBackend(Classifier):
         def _batch_logits(self, texts): ...   # (B, C) float32 for a batch of checked texts
 
-A subclass sets ``tokenizer``, ``max_length``, ``name`` and ``labels``.
+A subclass sets ``tokenizer``, ``max_length``, ``name`` and ``labels`` (and ``truncation``, when its model was
+trained on texts cut other than at the head).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .truncation import DEFAULT_TRUNCATION, encode
 
 MAX_INPUT_CHARS = 100_000  # longer inputs are cut before tokenising; max_length truncates far earlier anyway
 
@@ -61,6 +63,7 @@ class Classifier:
     max_length: int
     name: str
     labels: list[str]
+    truncation: str = DEFAULT_TRUNCATION  # how texts longer than max_length are cut (truncation.TRUNCATIONS)
 
     def _batch_logits(self, texts: list[str]) -> np.ndarray:
         """(B, C) logits of one batch of checked texts."""
@@ -79,6 +82,10 @@ class Classifier:
                 raise InputError(f"text {i} is empty: type some words to classify")
             out.append(t[:MAX_INPUT_CHARS])
         return out
+
+    def encode_padded(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """``input_ids`` and ``attention_mask`` (B, T) int64 of checked texts, cut as the model was trained."""
+        return encode(self.tokenizer, texts, self.max_length, self.truncation, padded=True)
 
     def count_tokens(self, text: str) -> int:
         """Tokens in the whole text, [CLS] and [SEP] included, before truncation."""

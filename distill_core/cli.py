@@ -2,11 +2,14 @@
 
     distill-lens train                         # the offline `quick` preset
     distill-lens train --preset classic        # bert-base-uncased -> distilbert-base-uncased (GPU + hub)
+    distill-lens train --preset imdb           # long movie reviews, head+tail truncation
+    distill-lens train --preset hate-speech    # 4 imbalanced classes, balanced class weights
     distill-lens train --dataset imdb --max-train-samples 2000 --epochs 1
     distill-lens runs
     distill-lens evaluate RUN
     distill-lens bench RUN
     distill-lens export RUN --model student --format onnx --int8
+    distill-lens prune RUN --model student --amount 0.1,0.3,0.5,0.7,0.9 --save 0.5
     distill-lens serve RUN --backend onnx-int8
     distill-lens loadtest http://127.0.0.1:8000 --run RUN
 
@@ -25,7 +28,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .bench.settings import ARCHS, BERT_BASE_TEXTS, QENGINES, BenchSettings
-from .config import MODEL_KINDS, PRESETS, RunConfig, ShipConfig, runs_dir
+from .config import (
+    CLASS_WEIGHTS, LSTM_INITS, MODEL_KINDS, PRESET_SUMMARIES, PRESETS, TRUNCATIONS, RunConfig, ShipConfig, runs_dir,
+)
 from .errors import DistillError
 
 logger = logging.getLogger("distill_core")
@@ -45,6 +50,8 @@ TRAIN_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--text-column", "data", "text_column", str, "text column (default: detect text/sentence/content/review)"),
     ("--label-column", "data", "label_column", str, "label column (default: detect label/labels/class/target)"),
     ("--max-length", "data", "max_length", int, "tokens per text, longer texts are truncated (default 128)"),
+    ("--truncation", "data", "truncation", TRUNCATIONS, "how texts longer than --max-length are cut: keep the first "
+     "tokens (head, default), the last (tail), or the first quarter and last three quarters (head+tail; long reviews)"),
     ("--max-train-samples", "data", "max_train_samples", int, "stratified subsample of the train split"),
     ("--max-eval-samples", "data", "max_eval_samples", int, "stratified subsample of the validation split"),
     ("--max-test-samples", "data", "max_test_samples", int, "stratified subsample of the test split"),
@@ -60,10 +67,20 @@ TRAIN_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--max-transfer-samples", "data", "max_transfer_samples", int, "cap on the transfer texts"),
     # models
     ("--teacher", "model", "teacher", str, "teacher checkpoint, hub name or path (default: the packaged all-MiniLM-L6-v2)"),
-    ("--student", "model", "student", str, "pretrained DistilBERT name/path (default: build one from the teacher)"),
+    ("--student", "model", "student", str, "pretrained DistilBERT name/path, or lstm for a BiLSTM student (default: "
+     "build a DistilBERT from the teacher)"),
     ("--student-layers", "model", "student_layers", int, "layers of the built student (default: half the teacher's)"),
     ("--layer-map", "model", "layer_map", "ints", "teacher layer per student layer, e.g. 0,2,4 (default: every other)"),
     ("--teacher-from", "model", "teacher_from", str, "reuse the teacher of an earlier run (id or folder)"),
+    ("--lora", "model", "lora", str, "train LoRA adapters on the attention projections instead of every weight, "
+     "e.g. r=8,alpha=16,dropout=0.1; merged into the weights before saving"),
+    ("--lora-models", "model", "lora_models", "list", f"which models --lora applies to, from {','.join(MODEL_KINDS)} "
+     "(default: every model trained)"),
+    ("--lstm-init", "model", "lstm_init", LSTM_INITS, "--student lstm: start the word embeddings "
+     "from the teacher's (default), from Word2Vec trained on the training texts, or at random"),
+    ("--lstm-embedding-dim", "model", "lstm_embedding_dim", int, "--student lstm: embedding width (default: the "
+     "teacher's hidden size, which --lstm-init teacher needs)"),
+    ("--lstm-hidden", "model", "lstm_hidden", int, "--student lstm: LSTM hidden size per direction (128)"),
     # training
     ("--models", "train", "models", "list", f"what to train, comma-separated from {','.join(MODEL_KINDS)}"),
     ("--batch-size", "train", "batch_size", int, "training batch size"),
@@ -86,10 +103,14 @@ TRAIN_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--mixed-precision", "train", "mixed_precision", ("auto", "no", "fp16", "bf16"), "auto: bf16/fp16 on GPU, off on CPU"),
     ("--cpu", "train", "cpu", "store_true", "train on CPU even if a GPU is present"),
     ("--num-threads", "train", "num_threads", int, "torch CPU threads"),
+    ("--class-weights", "train", "class_weights", CLASS_WEIGHTS, "balanced: weigh each class's cross-entropy by "
+     "n / (classes x its training rows), for imbalanced labels (default none)"),
     # distillation
     ("--temperature", "kd", "temperature", float, "KD temperature T (2.0)"),
     ("--alpha", "kd", "alpha", float, "weight of the KD term; 1-alpha goes to cross-entropy (0.5)"),
     ("--hidden-weight", "kd", "hidden_weight", float, "weight of the hidden-state cosine loss (0: off)"),
+    ("--hard-weight", "kd", "hard_weight", float, "weight of cross-entropy to the teacher's predicted class, on "
+     "every text including those with hidden labels (0: off)"),
     # output
     ("--output-dir", "run", "output_dir", str, f"parent folder of runs (default {runs_dir()})"),
     ("--run-id", "run", "run_id", str, "run folder name: letters, digits, '.', '_', '-' (default <time>_<dataset>_<preset>)"),
@@ -134,6 +155,16 @@ SHIP_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--min-speedup", "ship", "min_speedup", float, f"teacher / student latency at batch 1, from the bench ({_S.min_speedup})"),
     ("--max-int8-drop", "ship", "max_int8_drop", float,
      f"test accuracy points the int8 student may lose, from the bench ({_S.max_int8_drop})"),
+]
+
+# flag -> (section, field, type, help); fields of prune.PruneSettings (defaults written out: cli stays light).
+PRUNE_FLAGS: list[tuple[str, str, str, Any, str]] = [
+    ("--model", "prune", "model", str, f"the run's model to prune, one of {', '.join(MODEL_KINDS)} (student)"),
+    ("--amount", "prune", "amounts", "floats", "fractions of each weight matrix to zero, each at least 0 and below 1 "
+     "(0.1,0.3,0.5,0.7,0.9); the dense model is always measured too"),
+    ("--save", "prune", "save", float, "keep the model pruned at this amount in the run as <model>_pruned<NN>/"),
+    ("--texts", "prune", "texts", int, "test texts timed at batch 1 (8)"),
+    ("--repeats", "prune", "repeats", int, "timed batch-1 calls per amount (40)"),
 ]
 
 
@@ -202,8 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train teacher, distilled student and baseline into a run folder")
     t.add_argument("--preset", default="quick", choices=sorted(PRESETS),
-                   help="quick: offline, ~7 min on 2 CPU cores; few-labels: 500 labels and the rest of AG News as "
-                        "unlabelled texts for the distilled student; classic: the reports' bert-base setting (GPU + hub)")
+                   help="; ".join(f"{name}: {text}" for name, text in PRESET_SUMMARIES.items()))
     t.add_argument("--unless-complete", action="store_true",
                    help="do nothing if a complete run of this preset and dataset already exists")
     _add_flags(t, TRAIN_FLAGS, TRAIN_GROUPS)
@@ -230,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output-dir", help="runs folder (default: runs_dir())")
     c.add_argument("--model", choices=("student", "baseline"), default="student", help="the student to check (student)")
     _add_flags(c, SHIP_FLAGS)
+    pr = sub.add_parser("prune", help="magnitude-prune a model of a run at several amounts: sparsity, accuracy, "
+                        "latency and size on disk (raw and compressed) per amount")
+    pr.add_argument("run", help="run id or folder")
+    pr.add_argument("--output-dir", help="runs folder (default: runs_dir())")
+    _add_flags(pr, PRUNE_FLAGS)
     from . import loadtest, onnx_export, serve
 
     for module in (serve, onnx_export, loadtest):  # each defines its own flags and runs its own command
@@ -240,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "filelock", "datasets", "huggingface_hub"):
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "huggingface_hub", "gensim"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import transformers
 
@@ -332,6 +367,16 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    from .prune import PruneSettings, run_prune
+    from .views.performance import format_pruning
+
+    settings = PruneSettings()
+    _set_fields({"prune": settings}, args)
+    print(format_pruning(run_prune(args.run, settings, root=_root(args))))
+    return 0
+
+
 CHECK_FAILED = 3  # `check`'s exit code when a check fails or is not measured (2 is a usage error)
 
 
@@ -373,7 +418,7 @@ def cmd_loadtest(args) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "runs": cmd_runs, "evaluate": cmd_evaluate, "bench": cmd_bench, "check": cmd_check,
-    "sweep": cmd_sweep,
+    "sweep": cmd_sweep, "prune": cmd_prune,
     "serve": cmd_serve, "export": cmd_export, "loadtest": cmd_loadtest,
 }
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .truncation import DEFAULT_TRUNCATION, TRUNCATIONS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS_DIR = PROJECT_ROOT / "artifacts" / "runs"
@@ -27,6 +28,9 @@ SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"  # hub-layout copies b
 PACKAGED_TEACHER = "packaged:all-MiniLM-L6-v2"
 
 MODEL_KINDS = ("teacher", "student", "baseline")
+LSTM_STUDENT = "lstm"  # --student lstm: the BiLSTM student (distill_core/lstm.py) instead of a DistilBERT
+LSTM_INITS = ("teacher", "word2vec", "random")  # where its word embeddings start
+CLASS_WEIGHTS = ("none", "balanced")  # --class-weights: plain cross-entropy, or classes weighted inversely to their count
 # One colour and one pair of titles per model across every chart, table and message.
 MODEL_COLORS = {"teacher": "#1f4e8c", "student": "#e8702a", "baseline": "#8c8c8c", "student_int8": "#c9a227"}
 MODEL_TITLES = {
@@ -80,6 +84,7 @@ class DataConfig:
     text_column: str | None = None  # None: detect text / sentence / ...
     label_column: str | None = None  # None: detect label / labels / ...
     max_length: int = 128
+    truncation: str = DEFAULT_TRUNCATION  # texts longer than max_length: keep the "head", the "tail" or "head+tail"
     max_train_samples: int | None = None  # stratified subsample of train, for quick runs
     max_eval_samples: int | None = None  # stratified subsample of validation
     max_test_samples: int | None = None  # stratified subsample of test
@@ -101,6 +106,66 @@ class ModelConfig:
     student_layers: int | None = None  # None: half the teacher's layers (built student only)
     layer_map: list[int] | None = None  # teacher layer per student layer; None: 0, 2, 4, ...
     teacher_from: str | None = None  # reuse the teacher of this earlier run (id or path)
+    lora: str | None = None  # LoRA adapters on the attention projections, "r=8,alpha=16,dropout=0.1"; None: full
+    lora_models: list[str] | None = None  # which models --lora applies to; None: every model the run trains
+    lstm_init: str = "teacher"  # --student lstm: embeddings from the teacher, Word2Vec on the training texts, or random
+    lstm_embedding_dim: int | None = None  # --student lstm: None: the teacher's hidden size (what teacher init needs)
+    lstm_hidden: int = 128  # --student lstm: LSTM hidden size per direction
+
+    def is_lstm(self) -> bool:
+        """Whether the students are BiLSTMs (``--student lstm``)."""
+        return str(self.student or "").strip().lower() == LSTM_STUDENT
+
+    def lora_for(self, kind: str) -> "LoraSpec | None":
+        """The LoRA settings ``kind`` (teacher, student, baseline) trains with, or None for full fine-tuning."""
+        if self.lora is None or (self.lora_models is not None and kind not in self.lora_models):
+            return None
+        return parse_lora(self.lora)
+
+
+LORA_FORM = "r=R[,alpha=A][,dropout=D], e.g. r=8,alpha=16,dropout=0.1 (alpha defaults to 2*r, dropout to 0)"
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """LoRA's rank ``r``, scale ``alpha`` (the update is scaled by alpha / r) and dropout on the adapter input."""
+
+    r: int
+    alpha: float
+    dropout: float
+
+
+def parse_lora(text: str) -> LoraSpec:
+    """``"r=8,alpha=16,dropout=0.1"`` -> ``LoraSpec(8, 16.0, 0.1)``.
+
+    Raises:
+        ConfigError: naming --lora, the value and the valid form.
+    """
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"--lora {text!r} is not valid ({why}): use {LORA_FORM}")
+
+    values: dict[str, str] = {}
+    for item in str(text).split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in ("r", "alpha", "dropout") or key in values:
+            raise bad(f"{item.strip()!r} is not one of r=, alpha=, dropout=, each once")
+        values[key] = value.strip()
+    if "r" not in values:
+        raise bad("the rank r is missing")
+    try:
+        r = int(values["r"])
+        alpha = float(values.get("alpha", 2 * r))
+        dropout = float(values.get("dropout", 0.0))
+    except ValueError:
+        raise bad("r is a whole number, alpha and dropout are numbers") from None
+    if not 1 <= r <= 1024:
+        raise bad("r is a rank from 1 to 1024")
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise bad("alpha is greater than 0")
+    if not 0 <= dropout < 1:
+        raise bad("dropout is at least 0 and below 1")
+    return LoraSpec(r, alpha, dropout)
 
 
 @dataclass
@@ -127,6 +192,7 @@ class TrainConfig:
     mixed_precision: str = "auto"  # "auto" (bf16 on GPUs that support it, else fp16 on GPU, none on CPU), "no", "fp16", "bf16"
     cpu: bool = False  # force CPU even when a GPU is present
     num_threads: int | None = None  # torch CPU threads; None: torch's default
+    class_weights: str = "none"  # "balanced": cross-entropy weighs class c by n / (classes * n_c) of the training labels
 
     def all_seeds(self) -> list[int]:
         """The seeds the students are trained with; the first one's checkpoints are kept."""
@@ -150,6 +216,7 @@ class KDConfig:
     temperature: float = 2.0
     alpha: float = 0.5
     hidden_weight: float = 0.0  # weight of the cosine loss between mapped hidden states (0: off)
+    hard_weight: float = 0.0  # weight of cross-entropy to the teacher's predicted class, on every text (0: off)
 
 
 # The top-level keys of config.json that make up the RunConfig (the rest describes the run: data, versions).
@@ -229,7 +296,9 @@ class RunConfig:
             raise ConfigError(f"--models {','.join(map(str, models)) or '(empty)'} is not valid: name one or more of "
                               f"{','.join(MODEL_KINDS)}, each once")
         for value, flag, choices in ((self.train.scheduler, "--scheduler", ("linear", "exponential")),
-                                     (self.train.mixed_precision, "--mixed-precision", ("auto", "no", "fp16", "bf16"))):
+                                     (self.train.mixed_precision, "--mixed-precision", ("auto", "no", "fp16", "bf16")),
+                                     (self.data.truncation, "--truncation", TRUNCATIONS),
+                                     (self.train.class_weights, "--class-weights", CLASS_WEIGHTS)):
             if value not in choices:
                 raise ConfigError(f"{flag} {value!r} is not valid: choose one of {', '.join(choices)}")
         if self.model.layer_map is not None and (not self.model.layer_map or min(self.model.layer_map) < 0):
@@ -256,7 +325,47 @@ class RunConfig:
         if self.data.transfer_dataset and not self.data.labelled:
             raise ConfigError("--transfer-dataset adds unlabelled texts for the distilled student; it needs --labelled N "
                               "(the few-labels setting)")
+        self._validate_lora()
+        self._validate_lstm()
         return self
+
+    def _validate_lstm(self) -> None:
+        m = self.model
+        if m.lstm_init not in LSTM_INITS:
+            raise ConfigError(f"--lstm-init {m.lstm_init!r} is not valid: choose one of {', '.join(LSTM_INITS)}")
+        if not m.is_lstm():
+            given = [f for f, on in (("--lstm-init", m.lstm_init != "teacher"),
+                                     ("--lstm-embedding-dim", m.lstm_embedding_dim is not None),
+                                     ("--lstm-hidden", m.lstm_hidden != ModelConfig.lstm_hidden)) if on]
+            if given:
+                raise ConfigError(f"{', '.join(given)} set up the LSTM student only: add --student lstm, or leave "
+                                  f"{'it' if len(given) == 1 else 'them'} out")
+            return
+        for flag, on in (("--student-layers", m.student_layers is not None), ("--layer-map", m.layer_map is not None)):
+            if on:
+                raise ConfigError(f"{flag} picks teacher layers for a DistilBERT student; the LSTM student takes none "
+                                  f"from the teacher: leave out {flag} with --student lstm")
+        if self.kd.hidden_weight > 0:
+            raise ConfigError(f"--hidden-weight {self.kd.hidden_weight} matches student layers to teacher layers, and "
+                              "the LSTM student has none that match: use --hidden-weight 0 with --student lstm")
+
+    def _validate_lora(self) -> None:
+        m = self.model
+        if m.lora_models is not None and (not m.lora_models or set(m.lora_models) - set(MODEL_KINDS)
+                                          or len(set(m.lora_models)) != len(m.lora_models)):
+            raise ConfigError(f"--lora-models {','.join(map(str, m.lora_models)) or '(empty)'} is not valid: name one or "
+                              f"more of {','.join(MODEL_KINDS)}, each once")
+        if m.lora is None:
+            if m.lora_models is not None:
+                raise ConfigError("--lora-models chooses which models get LoRA adapters; add --lora r=8,alpha=16,dropout=0.1")
+            return
+        parse_lora(m.lora)
+        # LoRA adapts attention projections; the LSTM student has none.
+        students = {"student", "baseline"} & set(m.lora_models or MODEL_KINDS) & set(self.train.models)
+        if m.is_lstm() and students:
+            raise ConfigError(f"--lora adapts a transformer's attention layers and the LSTM student has none: add "
+                              f"--lora-models teacher to adapt only the teacher, or leave out --lora "
+                              f"(it would apply to {', '.join(sorted(students))})")
 
 
 # Smallest max_length that leaves room for words: [CLS] and [SEP] take two tokens. The upper bound is the
@@ -265,7 +374,7 @@ MIN_MAX_LENGTH = 8
 _OPTIONAL = {"max_train_samples", "max_eval_samples", "max_test_samples", "max_transfer_samples", "student_epochs",
              "baseline_epochs",
              "student_learning_rate",
-             "eval_every", "num_threads", "student_layers"}
+             "eval_every", "num_threads", "student_layers", "lstm_embedding_dim"}
 _FLAG_NAMES = {"learning_rate": "--lr", "student_learning_rate": "--student-lr"}
 # (section, field, check, valid range in words); "" is a RunConfig field.
 _RULES: list[tuple[str, str, Any, str]] = [
@@ -277,6 +386,8 @@ _RULES: list[tuple[str, str, Any, str]] = [
     ("data", "validation_fraction", lambda v: 0 < v < 0.5, "a fraction greater than 0 and below 0.5 (0.1 is usual)"),
     ("data", "test_fraction", lambda v: 0 < v < 0.5, "a fraction greater than 0 and below 0.5 (0.1 is usual)"),
     ("model", "student_layers", lambda v: v >= 1, "a positive number of layers"),
+    ("model", "lstm_embedding_dim", lambda v: 1 <= v <= 4096, "a width from 1 to 4096 (leave it out for the teacher's)"),
+    ("model", "lstm_hidden", lambda v: 1 <= v <= 4096, "a hidden size per direction from 1 to 4096 (128 is usual)"),
     ("train", "batch_size", lambda v: v >= 1, "a positive integer (32 is usual)"),
     ("train", "eval_batch_size", lambda v: v >= 1, "a positive integer (128 is usual)"),
     ("train", "epochs", lambda v: 0 < v <= 1000, "a number of epochs greater than 0 (fractions allowed)"),
@@ -295,9 +406,10 @@ _RULES: list[tuple[str, str, Any, str]] = [
     ("kd", "temperature", lambda v: 0 < v <= 100, "a temperature greater than 0 and at most 100 (2 is usual)"),
     ("kd", "alpha", lambda v: 0 <= v <= 1, "a weight from 0 to 1 (0.5 is usual)"),
     ("kd", "hidden_weight", lambda v: v >= 0, "at least 0 (0 turns the hidden-state loss off)"),
+    ("kd", "hard_weight", lambda v: v >= 0, "at least 0 (0 turns the teacher's-prediction loss off)"),
 ]
 _INTEGER_FIELDS = {"max_length", "max_train_samples", "max_eval_samples", "max_test_samples", "max_transfer_samples",
-                   "student_layers", "batch_size", "eval_batch_size", "gamma_every", "eval_every", "seed", "num_threads"}
+                   "student_layers", "lstm_embedding_dim", "lstm_hidden", "batch_size", "eval_batch_size", "gamma_every", "eval_every", "seed", "num_threads"}
 
 
 def _is_number(value: Any, name: str) -> bool:
@@ -317,6 +429,15 @@ def _build(klass: type, values: dict[str, Any]) -> Any:
         raise ConfigError(f"Unknown {klass.__name__} field(s) {sorted(unknown)}; valid: {sorted(names)}")
     return klass(**values)
 
+
+# What each preset is, in one line, wherever presets are offered (``train --help``, the dashboard).
+PRESET_SUMMARIES = {
+    "quick": "AG News news topics, offline, about 7 minutes on 2 CPU cores",
+    "few-labels": "500 AG News labels; the rest of AG News as unlabelled texts for the distilled student",
+    "imdb": "long IMDB movie reviews (sentiment), 2,500 of them, head+tail truncation; sized for 2 CPU cores",
+    "hate-speech": "hate_speech18, 4 heavily imbalanced classes, balanced class weights, macro-F1 first",
+    "classic": "the reports' bert-base setting (GPU + hub)",
+}
 
 # Presets override the dataclass defaults. `quick` is sized for 2 CPU cores in about ten minutes (6 min 45 s measured):
 # the 6,080-row offline AG News train split, one teacher epoch, two student epochs at a higher
@@ -362,6 +483,42 @@ PRESETS: dict[str, dict[str, Any]] = {
             "scheduler": "exponential",
             "gamma": 0.96,
             "gamma_every": 10,
+        },
+        "kd": {"temperature": 2.0, "alpha": 0.5},
+    },
+    # Long texts: IMDB movie reviews (binary sentiment). Nearly 9 reviews in 10 run past 128 tokens, so every row
+    # costs about 2.5 times an AG News row; 2,500 training rows (stratified, from the 25,000) should keep the run
+    # near ten minutes on 2 CPU cores with quick's epochs (estimated from quick's step times). IMDB has no
+    # validation split: 10% of train is carved, then 500 of it kept; 1,000 test rows. head+tail keeps a review's
+    # opening and its verdict at the end (see truncation.py).
+    "imdb": {
+        "data": {"dataset": "imdb", "max_length": 128, "truncation": "head+tail", "max_train_samples": 2500,
+                 "max_eval_samples": 500, "max_test_samples": 1000},
+        "model": {"teacher": PACKAGED_TEACHER},
+        "train": {
+            "batch_size": 32,
+            "epochs": 1.0,
+            "learning_rate": 1e-4,
+            "student_epochs": 2.0,
+            "student_learning_rate": 1e-4,
+        },
+        "kd": {"temperature": 2.0, "alpha": 0.5},
+    },
+    # Imbalanced classes: hate_speech18, 10,944 forum sentences in one split, 87% noHate and 73 idk/skip. Test (10%)
+    # and validation (10% of the rest) are carved stratified, so every class is in every split (8,864 / 985 / 1,095
+    # rows). Sentences are short (median 19 tokens), so all rows should fit in about ten minutes (estimated) with a
+    # second teacher epoch and a third student epoch for the rare classes; balanced class weights keep cross-entropy from settling on
+    # the majority class, and the Overview leads with macro-F1.
+    "hate-speech": {
+        "data": {"dataset": "hate_speech18", "max_length": 128, "validation_fraction": 0.1, "test_fraction": 0.1},
+        "model": {"teacher": PACKAGED_TEACHER},
+        "train": {
+            "batch_size": 32,
+            "epochs": 2.0,
+            "learning_rate": 1e-4,
+            "student_epochs": 3.0,
+            "student_learning_rate": 1e-4,
+            "class_weights": "balanced",
         },
         "kd": {"temperature": 2.0, "alpha": 0.5},
     },

@@ -25,7 +25,7 @@ from .model_card import write_model_cards
 from .config import MODEL_KINDS
 from .data import Splits, load_splits
 from .errors import RunError
-from .evidence import compare, fidelity, seed_summary, verdict
+from .evidence import compare, fidelity, headline_metric, seed_summary, verdict
 from .models import describe, load_trained, num_parameters
 from .runs import (
     CONFIG_FILE,
@@ -64,6 +64,17 @@ def run_splits(run_dir: Path, saved: dict | None = None) -> Splits:
     return load_splits(cfg.data, seed=cfg.train.seed)
 
 
+def train_label_counts(saved: dict, splits: Splits) -> dict[str, int]:
+    """Training rows per class: as the run recorded them (the labelled rows only, in the few-labels setting),
+    else counted in ``splits.train``."""
+    names = splits.label_names
+    recorded = (saved.get("dataset_info") or {}).get("train_label_counts")
+    if isinstance(recorded, dict) and set(recorded) == set(names):
+        return {n: int(recorded[n]) for n in names}
+    counts = np.bincount(np.asarray(list(splits.train["label"]), dtype=np.int64), minlength=len(names))
+    return {n: int(c) for n, c in zip(names, counts)}
+
+
 def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | None = None,
                  seeds: dict[str, list[dict]] | None = None) -> dict:
     """(Re)compute ``results.json`` and ``predictions.parquet`` from the saved models on the test split.
@@ -94,11 +105,13 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
         except RunError:
             old = {}
     tokenizer = AutoTokenizer.from_pretrained(model_dir(run_dir, kinds[0]))
-    test = tokenize_splits(DatasetDict(test=splits.test), tokenizer, cfg.data.max_length)["test"]
+    test = tokenize_splits(DatasetDict(test=splits.test), tokenizer, cfg.data.max_length, cfg.data.truncation)["test"]
     loader = make_loader(test, tokenizer, cfg.train.eval_batch_size, shuffle=False)
     labels = np.asarray(list(splits.test["label"]))
     names = splits.label_names
-    results: dict[str, Any] = {"label_names": names, "test_rows": len(labels), "models": {}}
+    counts = train_label_counts(saved, splits)
+    results: dict[str, Any] = {"label_names": names, "test_rows": len(labels), "train_label_counts": counts,
+                               "headline_metric": headline_metric([counts[n] for n in names]), "models": {}}
     preds = pd.DataFrame({"text": list(splits.test["text"]), "label": labels,
                           "label_name": [names[i] for i in labels]})
     pred_by_kind = {}

@@ -3,6 +3,7 @@
     fid = fidelity(p_teacher, p_student, labels, names)       # agreement, KL, JS, per-class agreement
     cmp = compare(labels, pred_student, pred_baseline)         # accuracy/macro-F1 difference, 95% intervals, McNemar
     verdict(cmp)                                               # ("helps" | "no measurable difference" | "hurts", sentence)
+    headline_metric([9507, 1196, 73, 168])                     # "macro_f1": imbalanced classes (else "accuracy")
     ship_checks(results, bench, ShipConfig())                  # the user's own release thresholds, passed or failed
 
 Pure functions of arrays and of the run's JSON documents; ``evaluate`` stores their output in results.json.
@@ -166,6 +167,30 @@ def seed_summary(values: Sequence[float]) -> dict[str, float | int]:
     v = np.asarray(values, float)
     return {"n": int(len(v)), "mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
             "min": float(v.min()), "max": float(v.max())}
+
+
+# ----------------------------------------------------------------------------- the headline metric
+
+# Training classes count as imbalanced when the largest holds more than this many times the rows of the smallest.
+IMBALANCE_RATIO = 3.0
+HEADLINE_METRICS = ("accuracy", "macro_f1")
+
+
+def imbalance_ratio(train_counts: Sequence[int]) -> float:
+    """Rows of the largest training class over rows of the smallest (inf when a class has none)."""
+    counts = [int(c) for c in train_counts]
+    if not counts:
+        return 1.0
+    return max(counts) / min(counts) if min(counts) > 0 else float("inf")
+
+
+def headline_metric(train_counts: Sequence[int]) -> str:
+    """The metric a run leads with: ``macro_f1`` when its training classes are imbalanced (the largest has more than
+    ``IMBALANCE_RATIO`` times the rows of the smallest), else ``accuracy``.
+
+    On imbalanced classes accuracy rewards always predicting the majority class; macro-F1 weighs every class alike.
+    """
+    return "macro_f1" if imbalance_ratio(train_counts) > IMBALANCE_RATIO else "accuracy"
 
 
 # ----------------------------------------------------------------------------- ship checks

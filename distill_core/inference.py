@@ -4,6 +4,7 @@
     clf.predict_proba(["Stocks rallied on Friday."])        # (N, C) float array
     pred = clf.classify("Stocks rallied on Friday.")        # one text: label, confidence, tokens cut, ms
     att = clf.attention("Stocks rallied on Friday.")        # att.tokens, att.attentions (L, H, T, T)
+    pool = clf.pooling("Stocks rallied on Friday.")         # the LSTM student: pool.tokens, pool.weights (T,)
 
 Nothing here knows how the model was trained.
 """
@@ -18,10 +19,13 @@ import torch
 from transformers import AutoTokenizer
 
 from .classifier import MAX_INPUT_CHARS, Classifier, Prediction, softmax
-from .errors import InputError
+from .errors import InputError, ModelError
+from .lstm import is_lstm_config
 from .models import config_value, load_trained
+from .truncation import DEFAULT_TRUNCATION
 
-__all__ = ["MAX_INPUT_CHARS", "AttentionResult", "InputError", "Prediction", "TextClassifier", "kl_divergence", "softmax"]
+__all__ = ["MAX_INPUT_CHARS", "AttentionResult", "InputError", "PoolingResult", "Prediction", "TextClassifier",
+           "kl_divergence", "softmax"]
 
 @dataclass
 class AttentionResult:
@@ -31,14 +35,25 @@ class AttentionResult:
     n_truncated: int
 
 
+@dataclass
+class PoolingResult:
+    """The LSTM student's attention pooling for one text: one weight per token, what its classifier reads."""
+
+    tokens: list[str]  # (T,) word pieces, [CLS] and [SEP] included
+    weights: np.ndarray  # (T,) sums to 1
+    probs: np.ndarray  # (C,)
+    n_truncated: int
+
+
 class TextClassifier(Classifier):
     """A fine-tuned sequence classifier loaded from a ``save_pretrained`` folder (PyTorch)."""
 
-    def __init__(self, model, tokenizer, max_length: int = 128, name: str = ""):
+    def __init__(self, model, tokenizer, max_length: int = 128, name: str = "", truncation: str = DEFAULT_TRUNCATION):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.name = name
+        self.truncation = truncation
         cfg = model.config
         self.labels = [cfg.id2label[i] for i in range(cfg.num_labels)]
 
@@ -51,12 +66,14 @@ class TextClassifier(Classifier):
                                     "`python -m distill_core train`")
         model = load_trained(model_dir)
         tok = AutoTokenizer.from_pretrained(model_dir)
-        positions = config_value(model.config, "positions")
+        positions = config_value(model.config, "positions")  # None: no position table (the LSTM student)
         if max_length is None:
             max_length = int(getattr(model.config, "distill_max_length", 0) or min(tok.model_max_length, 512))
         # Never past the model's position table (a run saved with a larger max_length would crash on long texts).
-        max_length = min(int(max_length), positions)
-        return cls(model.to(device), tok, max_length=max_length, name=model_dir.name)
+        max_length = min(int(max_length), positions or int(max_length))
+        # How the run cut long texts (saved with the model); folders from before the choice existed cut at the head.
+        truncation = str(getattr(model.config, "distill_truncation", None) or DEFAULT_TRUNCATION)
+        return cls(model.to(device), tok, max_length=max_length, name=model_dir.name, truncation=truncation)
 
     @property
     def device(self) -> torch.device:
@@ -67,30 +84,39 @@ class TextClassifier(Classifier):
         return config_value(self.model.config, "layers")
 
     @property
-    def num_heads(self) -> int:
+    def num_heads(self) -> int | None:
+        """Attention heads per layer; None for the LSTM student, which has none."""
         return config_value(self.model.config, "heads")
+
+    @property
+    def is_recurrent(self) -> bool:
+        """The LSTM student: attention-pooling weights over tokens (``pooling``), no self-attention maps."""
+        return is_lstm_config(self.model.config)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
     # ------------------------------------------------------------------ inputs
 
-    def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
-        enc.pop("token_type_ids", None)  # single-segment inputs; DistilBERT takes none
-        return {k: v.to(self.device) for k, v in enc.items()}
+    def encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """``input_ids`` and ``attention_mask`` (B, T) on the model's device, cut to ``max_length`` as in training
+        (``truncation``); no token_type_ids: single-segment inputs, and DistilBERT takes none."""
+        return {k: torch.from_numpy(v).to(self.device) for k, v in self.encode_padded(texts).items()}
 
     # ------------------------------------------------------------------ outputs
 
     @torch.inference_mode()
     def _batch_logits(self, texts: list[str]) -> np.ndarray:
-        return self.model(**self._encode(texts)).logits.float().cpu().numpy()  # (B, C)
+        return self.model(**self.encode(texts)).logits.float().cpu().numpy()  # (B, C)
 
     @torch.inference_mode()
     def attention(self, text: str) -> AttentionResult:
         """Tokens and attention probabilities (L, H, T, T) for one text, truncated to max_length."""
+        if self.is_recurrent:
+            raise ModelError(f"The {self.name or 'LSTM'} model is a BiLSTM: it has no self-attention maps, only one "
+                             "pooling weight per token; read those with pooling(text)")
         (text,) = self._check([text])
-        enc = self._encode([text])
+        enc = self.encode([text])
         out = self.model(**enc, output_attentions=True)
         if not out.attentions:
             raise RuntimeError("the model returned no attentions; load it with attn_implementation='eager'")
@@ -99,6 +125,21 @@ class TextClassifier(Classifier):
         probs = softmax(out.logits.float().cpu().numpy())[0]
         n = self.count_tokens(text)
         return AttentionResult(tokens, att, probs, max(0, n - self.max_length))
+
+    @torch.inference_mode()
+    def pooling(self, text: str) -> PoolingResult:
+        """The LSTM student's attention-pooling weights (T,) for one text, truncated to max_length."""
+        if not self.is_recurrent:
+            raise ModelError(f"The {self.name or 'model'} is a transformer: it has attention maps (attention(text)), "
+                             "not pooling weights")
+        (text,) = self._check([text])
+        enc = self.encode([text])
+        out = self.model(**enc, output_attentions=True)
+        weights = out.attentions[0].float().cpu().numpy()  # (T,)
+        tokens = self.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+        probs = softmax(out.logits.float().cpu().numpy())[0]
+        n = self.count_tokens(text)
+        return PoolingResult(tokens, weights, probs, max(0, n - self.max_length))
 
 
 def kl_divergence(p: np.ndarray, q: np.ndarray, eps: float = 1e-12) -> float:

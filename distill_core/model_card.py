@@ -95,7 +95,7 @@ def model_card(run_id: str, kind: str, config: dict[str, Any], results: dict[str
         + "---",
         f"# {MODEL_TITLES.get(kind, kind)} of run `{run_id}`",
         f"A text classifier for {len(labels)} classes ({', '.join(labels) or '?'}) trained on {dataset}. It is "
-        f"{ROLE.get(kind, kind)}. {_shape(arch)}",
+        f"{_role(kind, config)}. {_shape(arch)}",
         "## How it was trained\n\n" + _training(kind, config, me),
         "## Evaluation\n\n" + _evaluation(kind, results),
     ]
@@ -104,7 +104,7 @@ def model_card(run_id: str, kind: str, config: dict[str, Any], results: dict[str
         sections.append("## Speed\n\n" + speed)
     if onnx:
         sections.append("## ONNX export\n\n" + _onnx(onnx))
-    sections.append("## How to use it\n\n" + _usage(run_id, kind))
+    sections.append("## How to use it\n\n" + _usage(run_id, kind, _is_lstm(kind, config)))
     sections.append("## Limitations\n\n" + _limitations(config))
     return "\n\n".join(sections).rstrip() + "\n"
 
@@ -138,7 +138,8 @@ def metadata(run_id: str, kind: str, config: dict[str, Any], me: dict[str, Any],
         "library_name": "transformers",
         "pipeline_tag": "text-classification",
         "tags": ["distill-lens", "text-classification"]
-                + (["knowledge-distillation", "distilbert"] if kind != "teacher" else ["bert"]),
+                + (["bert"] if kind == "teacher" else ["knowledge-distillation",
+                                                        "bilstm" if _is_lstm(kind, config) else "distilbert"]),
         "metrics": ["accuracy", "f1"],
     }
     if hub_dataset:
@@ -162,10 +163,25 @@ def metadata(run_id: str, kind: str, config: dict[str, Any], me: dict[str, Any],
     return meta
 
 
+def _role(kind: str, config: dict[str, Any]) -> str:
+    """``ROLE[kind]``, naming the BiLSTM for an LSTM student."""
+    role = ROLE.get(kind, kind)
+    return role.replace("a smaller DistilBERT", "a BiLSTM").replace("the same DistilBERT", "the same BiLSTM") \
+        if _is_lstm(kind, config) else role
+
+
+def _is_lstm(kind: str, config: dict[str, Any]) -> bool:
+    """Whether ``kind`` is a BiLSTM student (``--student lstm``)."""
+    return kind != "teacher" and str((config.get("model") or {}).get("student") or "").strip().lower() == "lstm"
+
+
 def _shape(arch: dict[str, Any]) -> str:
     if not arch:
         return ""
     params = f", {arch['parameters'] / 1e6:.1f}M parameters" if arch.get("parameters") else ""
+    if "heads" in arch and arch["heads"] is None:  # the LSTM student: no attention heads
+        return (f"Architecture: {arch.get('class', '?')}, {arch.get('layers', '?')} bidirectional LSTM layers, "
+                f"{arch.get('hidden', '?')}-wide token vectors, attention pooling{params}.")
     return (f"Architecture: {arch.get('class', '?')}, {arch.get('layers', '?')} layers, hidden size "
             f"{arch.get('hidden', '?')}, {arch.get('heads', '?')} attention heads{params}.")
 
@@ -183,7 +199,11 @@ def _training(kind: str, config: dict[str, Any], me: dict[str, Any]) -> str:
         lines.append("- **Objective**: cross-entropy on the labels.")
     else:
         teacher = f"the run's teacher, {teacher_arch.get('class', 'BERT')} with {teacher_arch.get('layers', '?')} layers"
-        if model.get("student"):
+        if _is_lstm(kind, config):
+            start = "a BiLSTM with attention pooling, its word embeddings " + {
+                "teacher": "copied from the pretrained teacher", "word2vec": "learned by Word2Vec on the training texts",
+            }.get(model.get("lstm_init", "teacher"), "initialised at random")
+        elif model.get("student"):
             start = f"{model['student']} (pretrained DistilBERT)"
         else:
             layer_map = ((config.get("architectures") or {}).get(kind) or {}).get("layer_map") or model.get("layer_map")
@@ -202,7 +222,9 @@ def _training(kind: str, config: dict[str, Any], me: dict[str, Any]) -> str:
                          "schedule as the distilled student.")
     split_rows = ", ".join(f"{rows[s]} {s}" for s in ("train", "validation", "test") if s in rows)
     lines.append(f"- **Data**: {data.get('dataset', '?')}" + (f" ({split_rows} texts)" if split_rows else "")
-                 + f", texts truncated to {data.get('max_length', '?')} tokens.")
+                 + f", texts truncated to {data.get('max_length', '?')} tokens ({data.get('truncation') or 'head'})"
+                 + (", cross-entropy weighted per class (balanced)" if (config.get("train") or {}).get("class_weights")
+                    == "balanced" else "") + ".")
     for note in info.get("notes") or []:
         lines.append(f"  - {note}")
     lines.append(f"- **Optimisation**: {epochs} epoch(s), learning rate {lr}, batch size {train.get('batch_size', '?')}, "
@@ -282,18 +304,30 @@ def _onnx(onnx: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _usage(run_id: str, kind: str) -> str:
-    return ("```python\nfrom transformers import pipeline\n\n"
+def _usage(run_id: str, kind: str, lstm: bool = False) -> str:
+    # The BiLSTM is this project's own model class: importing distill_core.models registers it with transformers.
+    return ("```python\n" + ("import distill_core.models  # registers the BiLSTM student with transformers\n" if lstm else "")
+            + "from transformers import pipeline\n\n"
             f'classify = pipeline("text-classification", model="artifacts/runs/{run_id}/{kind}")\n'
             'classify("Stocks rallied on Friday after the central bank held rates.")\n```\n\n'
             f"Or over HTTP: `python -m distill_core serve {run_id} --model {kind}`, then "
             "`POST /predict {\"text\": \"...\"}` (docs at `/docs`).")
 
 
+def _reads(data: dict[str, Any]) -> str:
+    """Which tokens of a long text the model reads (``--truncation``)."""
+    n, rule = data.get("max_length", "?"), data.get("truncation") or "head"
+    if rule == "tail":
+        return f"Reads the last {n} tokens of a text; the rest is ignored."
+    if rule == "head+tail":
+        return f"Reads {n} tokens of a long text: its first quarter and its last three quarters; the middle is ignored."
+    return f"Reads the first {n} tokens of a text; the rest is ignored."
+
+
 def _limitations(config: dict[str, Any]) -> str:
     data = config.get("data") or {}
     return (f"- Trained and tested on {data.get('dataset', '?')} only: expect lower accuracy on texts unlike it "
             "(other topics, other styles, other languages).\n"
-            f"- Reads the first {data.get('max_length', '?')} tokens of a text; the rest is ignored.\n"
+            f"- {_reads(data)}\n"
             "- The figures above are from one training run with one seed; a few tenths of a point between models can "
             "be noise.")

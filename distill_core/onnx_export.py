@@ -99,11 +99,14 @@ class OnnxClassifier(Classifier):
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if max_length is None:
             max_length = int(getattr(config, "distill_max_length", 0) or min(tokenizer.model_max_length, 512))
-        max_length = min(int(max_length), config_value(config, "positions"))
+        max_length = min(int(max_length), config_value(config, "positions") or int(max_length))  # LSTM: no limit
         meta = read_json(folder / ONNX_EXPORT_FILE) if (folder / ONNX_EXPORT_FILE).is_file() else {}
         name = str(meta.get("model") or folder.parent.name)
-        return cls(make_session(path, threads, spinning), tokenizer, config, max_length, name,
-                   "onnx-int8" if int8 else "onnx", meta, path)
+        clf = cls(make_session(path, threads, spinning), tokenizer, config, max_length, name,
+                  "onnx-int8" if int8 else "onnx", meta, path)
+        # The model's config.json (copied at export) says how its run cut long texts; older ones: at the head.
+        clf.truncation = str(getattr(config, "distill_truncation", None) or clf.truncation)
+        return clf
 
     def num_parameters(self) -> int:
         """Parameters of the model the graph was exported from (int8 stores the same ones in fewer bytes)."""
@@ -117,8 +120,7 @@ class OnnxClassifier(Classifier):
     # ------------------------------------------------------------------ inputs and outputs
 
     def _encode(self, texts: list[str]) -> dict[str, np.ndarray]:
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
-        return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in self._inputs}
+        return {k: v for k, v in self.encode_padded(texts).items() if k in self._inputs}
 
     def _batch_logits(self, texts: list[str]) -> np.ndarray:
         (logits,) = self.session.run(["logits"], self._encode(texts))  # (B, C)

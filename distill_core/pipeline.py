@@ -14,9 +14,11 @@ import platform
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, set_seed
@@ -27,7 +29,9 @@ from .config import RunConfig
 from .data import Splits, load_splits, resolve_dataset
 from .errors import ConfigError, ModelError, RunError
 from .evaluate import evaluate_run
+from .losses import balanced_class_weights
 from .models import (
+    apply_lora,
     build_student,
     config_value,
     default_layer_map,
@@ -35,7 +39,9 @@ from .models import (
     load_teacher,
     load_tokenizer,
     load_trained,
+    merge_lora,
     source_config,
+    trainable_parameters,
 )
 from .runs import (
     CONFIG_FILE,
@@ -76,7 +82,7 @@ class CsvCallback:
     """Writes the loop's step and evaluation rows to ``<kind>_train.csv`` and ``<kind>_val.csv``."""
 
     def __init__(self, run_dir: Path, kind: str, tag: str | None = None):
-        cols = TRAIN_COLUMNS + (KD_COLUMNS + ["hidden_loss"] if kind == "student" else [])
+        cols = TRAIN_COLUMNS + (KD_COLUMNS + ["hidden_loss", "hard_loss"] if kind == "student" else [])
         self.train_log = CsvLog(metrics_path(run_dir, tag or kind, "train"), cols)
         self.val_log = CsvLog(metrics_path(run_dir, tag or kind, "val"), VAL_COLUMNS)
 
@@ -84,7 +90,9 @@ class CsvCallback:
         self.train_log.write(row)
 
     def on_eval(self, row: dict[str, Any]) -> None:
+        self.train_log.flush()  # the curves show the steps up to this evaluation with it
         self.val_log.write(row)
+        self.val_log.flush()
         logger.info("  eval @ step %d: val_loss %.4f  val_accuracy %.4f  val_macro_f1 %.4f",
                     row["step"], row["val_loss"], row["val_accuracy"], row["val_macro_f1"])
 
@@ -131,12 +139,27 @@ def environment() -> dict[str, Any]:
     }
 
 
-def save_model(model, tokenizer, run_dir: Path, kind: str, max_length: int) -> None:
+def save_model(model, tokenizer, run_dir: Path, kind: str, max_length: int, truncation: str = "head") -> None:
     """``save_pretrained`` into a temporary folder, renamed to ``<run>/<kind>`` once whole."""
-    model.config.distill_max_length = max_length  # read back by inference.TextClassifier
+    # Read back by inference.TextClassifier and the ONNX export: texts are cut there as in training.
+    model.config.distill_max_length = max_length
+    model.config.distill_truncation = truncation
     with atomic_dir(model_dir(run_dir, kind)) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+
+
+_PRECISION_WORDS = {"no": "full precision (fp32)", "bf16": "bf16 mixed precision (weights fp32)",
+                    "fp16": "fp16 mixed precision (weights fp32)"}
+
+
+def _student_words(cfg: RunConfig) -> str:
+    m = cfg.model
+    if m.is_lstm():
+        return (f"BiLSTM, hidden {m.lstm_hidden} per direction, embeddings "
+                + {"teacher": "copied from the teacher", "word2vec": "from Word2Vec on the training texts",
+                   "random": "initialised at random"}[m.lstm_init])
+    return m.student or "DistilBERT built from the teacher, layers " + str(m.layer_map or "every other")
 
 
 def _summary(cfg: RunConfig, run_dir: Path, splits: Splits, pad_eff: float, env: dict) -> str:
@@ -149,13 +172,16 @@ def _summary(cfg: RunConfig, run_dir: Path, splits: Splits, pad_eff: float, env:
         f"  rows        train {len(splits.train)}  validation {len(splits.validation)}  test {len(splits.test)}"
         + (f"  ({'; '.join(splits.notes)})" if splits.notes else ""),
         f"  teacher     {cfg.model.teacher_from and 'from run ' + cfg.model.teacher_from or cfg.model.teacher}",
-        f"  student     {cfg.model.student or 'DistilBERT built from the teacher, layers ' + str(cfg.model.layer_map or 'every other')}",
-        f"  models      {', '.join(t.models)}",
-        f"  training    batch {t.batch_size}, max_length {cfg.data.max_length}, teacher {t.epochs} epoch(s) at lr {t.learning_rate}, "
+        f"  student     {_student_words(cfg)}",
+        f"  models      {', '.join(t.models)}" + (f"; LoRA {cfg.model.lora} on {', '.join(cfg.model.lora_models or t.models)}"
+                                                  if cfg.model.lora else ""),
+        f"  training    batch {t.batch_size}, max_length {cfg.data.max_length} ({cfg.data.truncation}), "
+        f"class weights {t.class_weights}, teacher {t.epochs} epoch(s) at lr {t.learning_rate}, "
         f"students {t.epochs_for('student')} epoch(s) at lr {t.lr_for('student')}, {t.scheduler} schedule, seed {t.seed}",
-        f"  KD          T={k.temperature} alpha={k.alpha} hidden_weight={k.hidden_weight}",
+        f"  KD          T={k.temperature} alpha={k.alpha} hidden_weight={k.hidden_weight} hard_weight={k.hard_weight}",
         f"  batching    {'length-grouped' if cfg.data.group_by_length else 'random'}: {pad_eff:.0%} of batch tokens are real",
-        f"  device      {env['device']} (torch {env['torch']}, {env['torch_threads']} threads)",
+        f"  device      {env['device']} (torch {env['torch']}, {env['torch_threads']} threads), "
+        f"{_PRECISION_WORDS.get(env.get('mixed_precision'), env.get('mixed_precision'))}",
         "=" * 72,
     ]
     return "\n".join(lines)
@@ -198,18 +224,23 @@ class _Run:
         """Tokenise the data once, write config.json, build the loaders and plan the optimizer steps."""
         cfg = self.cfg
         self.splits, self.tokenizer, transfer_texts = data.splits, data.tokenizer, data.transfer_texts
-        self.tok = tokenize_splits(self.splits, self.tokenizer, cfg.data.max_length)
+        self.tok = tokenize_splits(self.splits, self.tokenizer, cfg.data.max_length, cfg.data.truncation)
         # What the distilled student learns from: the labelled rows, plus the transfer texts (label hidden).
-        self.kd_train = (with_transfer(self.tok["train"], transfer_texts, self.tokenizer, cfg.data.max_length)
+        self.kd_train = (with_transfer(self.tok["train"], transfer_texts, self.tokenizer, cfg.data.max_length,
+                                       cfg.data.truncation)
                          if transfer_texts else self.tok["train"])
+        self.class_weights = class_weights_for(cfg, self.splits)
         self.accelerator = make_accelerator(cfg.train.mixed_precision, cfg.train.cpu)
         env = environment()
         env["mixed_precision"] = self.accelerator.mixed_precision
         info = self.splits.info()
         if transfer_texts:
             info["rows"]["transfer"] = len(transfer_texts)
+        info["train_label_counts"] = label_counts(self.splits)
         self.meta = {**cfg.to_dict(), "dataset_info": info, "environment": env, "architectures": {},
                      "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if self.class_weights is not None:  # per class name, for the Overview
+            self.meta["class_weights"] = dict(zip(self.splits.label_names, self.class_weights.tolist()))
         self.write_meta()
         self.train_loader, self.val_loader = self.loader("train", True), self.loader("validation", False)
         self.steps_total = self._planned_steps(teacher_src is None)
@@ -244,8 +275,14 @@ class _Run:
         first = seed is None or seed == self.cfg.train.all_seeds()[0]
         tag = kind if first else seed_tag(kind, seed)
         self.set_stage(tag)
+        info = describe(model)  # before any adapters: the model as it is saved
+        spec = self.cfg.model.lora_for(kind)
+        if spec is not None:
+            model = apply_lora(model, spec)
+            info["lora"] = {"r": spec.r, "alpha": spec.alpha, "dropout": spec.dropout}
+        info["trainable_parameters"] = trainable_parameters(model)
         if first:
-            self.meta["architectures"][kind] = describe(model)
+            self.meta["architectures"][kind] = info
             self.write_meta()
         csv = [CsvCallback(self.run_dir, kind, tag)] if self.is_main else []
         acc = self.accelerator
@@ -255,13 +292,17 @@ class _Run:
         finally:
             for cb in csv:
                 cb.close()
-        model = acc.unwrap_model(model)
+        model = acc.unwrap_model(model, keep_fp32_wrapper=False)  # a plain model again: scored and saved in fp32
+        model = merge_lora(model)  # adapters added into the weights: the folder loads with from_pretrained alone
         if first:
             self.timings[kind] = {"train_time_s": round(res.elapsed_s, 2),
-                                  "train_samples_per_s": round(res.samples_per_s, 2), "steps": res.steps}
-        logger.info("%s: %d steps in %.0f s (%.1f samples/s)", tag, res.steps, res.elapsed_s, res.samples_per_s)
+                                  "train_samples_per_s": round(res.samples_per_s, 2), "steps": res.steps,
+                                  "mixed_precision": acc.mixed_precision, "phases_s": res.phases}
+        split = ", ".join(f"{k} {v / max(res.elapsed_s, 1e-9):.0%}" for k, v in res.phases.items())
+        logger.info("%s: %d steps in %.0f s (%.1f samples/s; %s)", tag, res.steps, res.elapsed_s, res.samples_per_s,
+                    split)
         if first and self.is_main:
-            save_model(model, self.tokenizer, self.run_dir, kind, self.cfg.data.max_length)
+            save_model(model, self.tokenizer, self.run_dir, kind, self.cfg.data.max_length, self.cfg.data.truncation)
         if len(self.cfg.train.all_seeds()) > 1 and kind != "teacher":
             lg, lb = predict_logits(model, self.loader("test", False), acc.device, desc=f"test {tag}")
             self.seed_runs.setdefault(kind, []).append({"seed": seed, **accuracy_f1(lb, lg.argmax(-1))})
@@ -278,9 +319,13 @@ class _Run:
                                                  "from_run": str(src.parent)}
         self.write_meta()
 
+    def ce_objective(self):
+        """Cross-entropy to the labels, weighted per class when ``--class-weights balanced``."""
+        return partial(cross_entropy_objective, class_weights=self.class_weights)
+
     def train_teacher(self) -> None:
         set_seed(self.cfg.train.seed)
-        self.fit("teacher", load_teacher(self.cfg.model.teacher, self.splits.label_names), cross_entropy_objective,
+        self.fit("teacher", load_teacher(self.cfg.model.teacher, self.splits.label_names), self.ce_objective(),
                  self.train_loader)
 
     def train_student(self) -> None:
@@ -301,19 +346,43 @@ class _Run:
             train_ds = self.kd_train.add_column("teacher_logits", lg.tolist())
         for seed in cfg.train.all_seeds():
             set_seed(seed)
-            student = build_student(cfg.model, self.splits.label_names)
-            # A built student knows its map; a pretrained one is aligned every other layer (or --layer-map).
-            layer_map = (getattr(student.config, "distill_layer_map", None) or cfg.model.layer_map
-                         or default_layer_map(teacher.config.num_hidden_layers, student.config.n_layers))
-            objective = kd_objective(kd.temperature, kd.alpha, teacher, kd.hidden_weight, layer_map)
+            student = build_student(cfg.model, self.splits.label_names, **self.student_inputs(seed))
+            # A built student knows its map; a pretrained one is aligned every other layer (or --layer-map); the
+            # LSTM student has no layers to align (config.validate refuses --hidden-weight with it).
+            layer_map = None if cfg.model.is_lstm() else (
+                getattr(student.config, "distill_layer_map", None) or cfg.model.layer_map
+                or default_layer_map(teacher.config.num_hidden_layers, student.config.n_layers))
+            objective = kd_objective(kd.temperature, kd.alpha, teacher, kd.hidden_weight, layer_map, kd.hard_weight,
+                                     class_weights=self.class_weights)
             self.fit("student", student, objective, self.loader("train", True, train_ds, seed), seed)
+
+    def student_inputs(self, seed: int) -> dict[str, Any]:
+        """What ``build_student`` needs beyond the config: for the LSTM student, the labelled training texts and
+        the tokenizer its Word2Vec embeddings are learned from (the same for the student and the baseline)."""
+        if not self.cfg.model.is_lstm():
+            return {}
+        return {"texts": list(self.splits.train["text"]), "tokenizer": self.tokenizer, "seed": seed}
 
     def train_baseline(self) -> None:
         """The baseline, once per seed: the same student, initialisation and seed, trained without a teacher."""
         for seed in self.cfg.train.all_seeds():
             set_seed(seed)
-            self.fit("baseline", build_student(self.cfg.model, self.splits.label_names), cross_entropy_objective,
+            self.fit("baseline", build_student(self.cfg.model, self.splits.label_names, **self.student_inputs(seed)),
+                     self.ce_objective(),
                      self.loader("train", True, seed=seed), seed)
+
+
+def label_counts(splits: Splits) -> dict[str, int]:
+    """Training rows per class name (the labelled rows only, in the few-labels setting)."""
+    counts = np.bincount(np.asarray(list(splits.train["label"]), dtype=np.int64), minlength=len(splits.label_names))
+    return {name: int(n) for name, n in zip(splits.label_names, counts)}
+
+
+def class_weights_for(cfg: RunConfig, splits: Splits) -> torch.Tensor | None:
+    """(C,) cross-entropy weights from the training labels for ``--class-weights balanced``; None for ``none``."""
+    if cfg.train.class_weights != "balanced":
+        return None
+    return balanced_class_weights(list(splits.train["label"]), len(splits.label_names))
 
 
 @dataclass
@@ -397,8 +466,15 @@ def check_models(cfg: RunConfig, teacher_src: Path | None = None) -> None:
     t_cfg = source_config(str(teacher_src) if teacher_src else cfg.model.teacher,
                           "--teacher-from" if teacher_src else "--teacher")
     sources = [("teacher", t_cfg)]
-    if cfg.model.student and {"student", "baseline"} & set(cfg.train.models):
+    if cfg.model.student and not cfg.model.is_lstm() and {"student", "baseline"} & set(cfg.train.models):
         sources.append(("student", source_config(cfg.model.student, "--student")))
+    m = cfg.model
+    if m.is_lstm() and m.lstm_init == "teacher" and m.lstm_embedding_dim is not None:
+        width = config_value(source_config(m.teacher), "hidden")
+        if m.lstm_embedding_dim != width:
+            raise ConfigError(f"--lstm-embedding-dim {m.lstm_embedding_dim}: --lstm-init teacher copies the teacher's "
+                              f"{width}-wide embeddings. Leave out --lstm-embedding-dim, or use --lstm-init word2vec "
+                              "or random")
     for what, mcfg in sources:
         limit = config_value(mcfg, "positions")
         if cfg.data.max_length > limit:

@@ -17,6 +17,8 @@ This module owns every name in it; everything else asks here (``metrics_path``, 
         bench.json             speed/size figures (``bench RUN``); bench_<arch>.json for reference shapes
         sweep/sweep.json       ``sweep RUN``: the T/alpha grid's validation figures and the chosen cell's test figure
         calibration.json       per model: temperature fitted on validation, test ECE/Brier/NLL before and after
+        pruning_<model>.json   ``prune RUN --model <model>``: per pruning amount, sparsity, accuracy, latency, size
+        <model>_pruned<NN>/    ``prune ... --save 0.NN``: that model pruned, save_pretrained (not one of the run's models)
         .progress-<job>.json   while a job (train, bench) runs: {"job", "fraction", "message", "pid", "host", "updated"}
     artifacts/runs/.logs/<run_id>-<job>.log   output of a job started from the dashboard
 
@@ -100,6 +102,19 @@ def bench_path(run_dir: Path, arch: str = "run") -> Path:
     return Path(run_dir) / (BENCH_FILE if arch == "run" else f"bench_{arch}.json")
 
 
+def pruning_path(run_dir: Path, kind: str) -> Path:
+    """``pruning_<kind>.json``: the ``prune`` command's figures for one model of a run."""
+    return Path(run_dir) / f"pruning_{kind}.json"
+
+
+def pruned_model_dir(run_dir: Path, kind: str, amount: float) -> Path:
+    """Where ``prune --save AMOUNT`` puts ``kind`` pruned at ``amount``: ``student_pruned50`` (``_pruned12p5`` for 0.125).
+
+    Never one of ``MODEL_KINDS``, so the run's own model list, evaluation and dashboard pickers leave it alone.
+    """
+    return Path(run_dir) / f"{kind}_pruned{f'{float(amount) * 100:.4g}'.replace('.', 'p')}"
+
+
 def progress_path(run_dir: Path, job: str) -> Path:
     return Path(run_dir) / f".progress-{job}.json"
 
@@ -173,19 +188,29 @@ class _AtomicDir:
 
 
 class CsvLog:
-    """Appends rows to a CSV as training goes (flushed per row, so a live dashboard sees them)."""
+    """Appends rows to a CSV as training goes, flushed at most ``flush_every_s`` apart (and on close), so a live
+    dashboard sees them within about a second without a system call per row.
 
-    def __init__(self, path: Path, columns: list[str]):
+    A reader may meet a half-written last row; ``read_metrics`` drops it.
+    """
+
+    def __init__(self, path: Path, columns: list[str], flush_every_s: float = 1.0):
         self.path = Path(path)
         self.columns = columns
+        self.flush_every_s = flush_every_s
         self._file = open(self.path, "w", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
         self._writer.writeheader()
-        self._file.flush()
+        self.flush()
 
     def write(self, row: dict[str, Any]) -> None:
         self._writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
+        if time.monotonic() - self._flushed >= self.flush_every_s:
+            self.flush()
+
+    def flush(self) -> None:
         self._file.flush()
+        self._flushed = time.monotonic()
 
     def close(self) -> None:
         self._file.close()

@@ -287,6 +287,8 @@ def create_app(about: dict[str, Any], settings: ServeSettings, classifier=None,
         dataset: str | None
         labels: list[str]
         max_length: int = Field(description="tokens the model reads; longer texts are truncated")
+        truncation: str = Field("head", description="which tokens of a longer text it reads: head (the first), tail "
+                                "(the last), head+tail (the first quarter and the last three quarters)")
         parameters: int
         test_accuracy: float | None = Field(description="the model's test accuracy in the run (results.json)")
         test_macro_f1: float | None
@@ -383,6 +385,7 @@ def create_app(about: dict[str, Any], settings: ServeSettings, classifier=None,
         return {**{k: about.get(k) for k in ("run", "model", "title", "backend", "dataset", "test_accuracy",
                                              "test_macro_f1", "backend_test_accuracy")},
                 "labels": list(clf.labels), "max_length": clf.max_length, "parameters": clf.num_parameters(),
+                "truncation": getattr(clf, "truncation", "head"),
                 "max_chars": settings.max_chars, "max_batch": settings.max_batch, "workers": settings.workers,
                 "queue": settings.queue}
 

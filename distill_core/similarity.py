@@ -65,10 +65,7 @@ def layer_representations(clf: TextClassifier, texts: Sequence[str], batch_size:
     cls_parts: list[list[np.ndarray]] = []
     mean_parts: list[list[np.ndarray]] = []
     for i in range(0, len(texts), batch_size):
-        enc = clf.tokenizer(list(texts[i : i + batch_size]), truncation=True, max_length=clf.max_length,
-                            padding=True, return_tensors="pt")
-        enc.pop("token_type_ids", None)
-        enc = {k: v.to(clf.device) for k, v in enc.items()}
+        enc = clf.encode(list(texts[i : i + batch_size]))  # padded, on the model's device, cut as in training
         hidden = clf.model(**enc, output_hidden_states=True).hidden_states  # (L + 1) x (B, T, D)
         m = enc["attention_mask"][..., None].float()  # (B, T, 1)
         cls_parts.append([h[:, 0].float().cpu().numpy() for h in hidden])  # (B, D) each

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,8 +29,8 @@ from accelerate.utils import set_seed
 
 from .batching import make_loader, tokenize_splits
 from .errors import ConfigError, RunError
-from .models import build_student, load_trained
-from .pipeline import load_run_data
+from .models import apply_lora, build_student, load_trained, merge_lora
+from .pipeline import class_weights_for, load_run_data
 from .runs import (
     CONFIG_FILE, clear_progress, has_model, load_run_config, model_dir, read_json, resolve_run, sweep_path,
     write_json_atomic, write_progress,
@@ -150,8 +151,10 @@ class _Context:
         teacher_dir = model_dir(run_dir, "teacher")
         data = load_run_data(cfg, teacher_dir)
         self.splits, self.tokenizer = data.splits, data.tokenizer
-        self.tok = tokenize_splits(self.splits, self.tokenizer, cfg.data.max_length)
-        kd_train = (with_transfer(self.tok["train"], data.transfer_texts, self.tokenizer, cfg.data.max_length)
+        self.tok = tokenize_splits(self.splits, self.tokenizer, cfg.data.max_length, cfg.data.truncation)
+        self.class_weights = class_weights_for(cfg, self.splits)  # the cells weigh classes as the run did
+        kd_train = (with_transfer(self.tok["train"], data.transfer_texts, self.tokenizer, cfg.data.max_length,
+                                  cfg.data.truncation)
                     if data.transfer_texts else self.tok["train"])
         self.accelerator = make_accelerator(cfg.train.mixed_precision, cfg.train.cpu)
         teacher = load_trained(teacher_dir, attentions=False).to(self.accelerator.device).eval()
@@ -171,16 +174,22 @@ class _Context:
         """One cell: the run's student trained afresh with (T, alpha); alpha 0 is the baseline (no teacher)."""
         cfg = self.cfg
         set_seed(cfg.train.seed)
-        student = build_student(cfg.model, self.splits.label_names)
+        student = build_student(cfg.model, self.splits.label_names, texts=list(self.splits.train["text"]),
+                                tokenizer=self.tokenizer, seed=cfg.train.seed)  # texts: an LSTM's Word2Vec init
+        spec = cfg.model.lora_for("baseline" if alpha == 0 else "student")  # trained as the run trained it
+        if spec is not None:
+            student = apply_lora(student, spec)
         settings = LoopSettings.from_config(cfg.train, "student")
         settings.epochs, settings.eval_every, settings.desc = epochs, None, f"T={temperature:g} alpha={alpha:g}"
         t0 = time.perf_counter()
         if alpha == 0:
-            train(student, self.loader(self.plain_train, True), None, cross_entropy_objective, settings, self.accelerator)
+            train(student, self.loader(self.plain_train, True), None,
+                  partial(cross_entropy_objective, class_weights=self.class_weights), settings, self.accelerator)
         else:
-            train(student, self.loader(self.kd_train, True), None, kd_objective(temperature, alpha), settings,
-                  self.accelerator)
-        student = self.accelerator.unwrap_model(student)
+            train(student, self.loader(self.kd_train, True), None,
+                  kd_objective(temperature, alpha, hard_weight=cfg.kd.hard_weight, class_weights=self.class_weights),
+                  settings, self.accelerator)
+        student = merge_lora(self.accelerator.unwrap_model(student))
         cell = {"temperature": temperature, "alpha": alpha, "train_time_s": round(time.perf_counter() - t0, 2),
                 **{f"val_{k}": v for k, v in self.score(student, "validation").items()}}
         return student, cell

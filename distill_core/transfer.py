@@ -2,7 +2,7 @@
 
     labelled, hidden = split_labelled(splits.train, 500, seed=42)     # stratified, seeded
     texts = list(hidden["text"]) + load_transfer_texts(cfg.data, 42)  # + --transfer-dataset, if any
-    kd_train = with_transfer(tok["train"], texts, tokenizer, max_length)  # labels of the extra texts: IGNORE_INDEX
+    kd_train = with_transfer(tok["train"], texts, tokenizer, max_length, truncation)  # extra texts' labels: IGNORE_INDEX
 
 Teacher and baseline train on ``labelled`` alone. The distilled student trains on ``kd_train``: the soft term
 on every text, cross-entropy only where the label is known (``losses.IGNORE_INDEX`` elsewhere), so the
@@ -18,6 +18,7 @@ from .config import DataConfig
 from .data import TEXT_COLUMNS, resolve_dataset
 from .errors import DataError
 from .losses import IGNORE_INDEX
+from .truncation import DEFAULT_TRUNCATION, encode
 
 
 def split_labelled(train: Dataset, labelled: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -67,13 +68,15 @@ def load_transfer_texts(cfg: DataConfig, seed: int) -> list[str]:
     return texts
 
 
-def with_transfer(labelled: Dataset, texts: list[str], tokenizer, max_length: int) -> Dataset:
+def with_transfer(labelled: Dataset, texts: list[str], tokenizer, max_length: int,
+                  truncation: str = DEFAULT_TRUNCATION) -> Dataset:
     """The tokenised labelled rows plus ``texts`` tokenised the same way with their label set to ``IGNORE_INDEX``.
 
     Args:
         labelled: tokenised rows (``input_ids``, ``attention_mask``, ``length``, ``label``).
+        truncation: how texts longer than ``max_length`` are cut, as for ``labelled`` (``truncation.TRUNCATIONS``).
     """
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    enc = encode(tokenizer, texts, max_length, truncation)
     extra = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                                "length": [len(ids) for ids in enc["input_ids"]],
                                "label": [IGNORE_INDEX] * len(texts)})

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .. import lstm
 from ..models import encoder_shape
 from .settings import QENGINES, BenchSettings
 
@@ -50,10 +51,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
-    """This machine's fp32 matmul rate (GFLOP/s, best of ``repeats``) at torch's thread count: the ceiling
-    that the models' achieved GFLOP/s are read against."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 1024, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """This machine's matmul rate in ``dtype`` (GFLOP/s, best of ``repeats``) at torch's thread count: the ceiling
+    that the models' achieved GFLOP/s are read against (fp32 for inference and fp32 training, bf16 for bf16 training)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
@@ -81,6 +82,7 @@ def machine_info() -> dict[str, Any]:
         "quantized_engines": list(torch.backends.quantized.supported_engines),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "matmul_gflops": round(matmul_gflops(), 1),
+        "matmul_gflops_bf16": round(matmul_gflops(dtype=torch.bfloat16), 1),
     }
 
 
@@ -191,8 +193,11 @@ def forward_flops(config, tokens: int) -> int:
         feed-forward (two matmuls)       2 * 2*T*H*F
     plus the head on the [CLS] vector: BERT's pooler / DistilBERT's pre-classifier (2*H*H) and the classifier
     (2*H*C). Embedding look-ups, LayerNorm, softmax and GELU are element-wise and left out (a few per cent).
-    An int8 model does the same number of operations, so the same count applies.
+    An int8 model does the same number of operations, so the same count applies. The LSTM student has its own
+    count (``lstm.forward_flops``).
     """
+    if lstm.is_lstm_config(config):
+        return lstm.forward_flops(config, tokens)
     s = encoder_shape(config)
     t, h, f = int(tokens), s["hidden"], s["ffn"]
     per_layer = 8 * t * h * h + 4 * t * t * h + 4 * t * h * f

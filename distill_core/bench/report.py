@@ -136,16 +136,39 @@ def format_table(bench: dict[str, Any]) -> str:
                      f"{q['macro_f1_drop_points']:+.2f} macro-F1 points; {q['size_ratio']:.1f}x smaller")
     t = bench.get("training_throughput")
     if t:
-        pe = t["padding_efficiency"]
-        lines += ["", f"teacher training, batch {t['batch_size']}, {t['timed_steps']} timed steps (samples/s, real-token share):",
-                  f"  pipeline ({t['pipeline_batching']})  {t['pipeline_samples_per_s']:8.1f}  {pe['pipeline']:.0%}",
-                  f"  fixed padding to {t['max_length']:<5}    {t['fixed_padding_samples_per_s']:8.1f}  {pe['fixed_padding']:.0%}"
-                  f"   pipeline {t['pipeline_vs_fixed_padding']:.2f}x",
-                  f"  Trainer defaults          {t['trainer_samples_per_s']:8.1f}  {pe['trainer']:.0%}"
-                  f"   pipeline {t['pipeline_vs_trainer']:.2f}x"]
+        lines += ["", *training_lines(t)]
     notes = bench.get("notes") or []
     lines += [""] * bool(notes) + [f"note: {note}" for note in notes]
     return "\n".join(lines)
+
+
+_METHOD_LABELS = {"pipeline": "pipeline ({batching}, {precision})", "pipeline_fp32": "pipeline ({batching}, fp32)",
+                  "fixed_padding": "fixed padding to {max_length} ({precision})", "trainer": "Trainer defaults (fp32)"}
+_PRECISION = {"no": "fp32", "bf16": "bf16", "fp16": "fp16"}
+
+
+def training_lines(t: dict) -> list[str]:
+    """The bench's teacher-training table: samples/s, achieved GFLOP/s, share of peak, real-token share, ratio."""
+    pe = t["padding_efficiency"]
+    lines = [f"teacher training, batch {t['batch_size']}, {t['timed_steps']} timed steps:",
+             f"  {'method':<40} {'samples/s':>9} {'GFLOP/s':>8} {'of peak':>8} {'real tokens':>11} {'pipeline is':>11}"]
+    methods = t.get("methods") or {  # bench.json written before methods were recorded one by one
+        "pipeline": {"samples_per_s": t["pipeline_samples_per_s"]},
+        "fixed_padding": {"samples_per_s": t["fixed_padding_samples_per_s"]},
+        "trainer": {"samples_per_s": t["trainer_samples_per_s"]}}
+    pipe = methods["pipeline"]["samples_per_s"]
+    for name, m in methods.items():
+        label = _METHOD_LABELS[name].format(batching=t.get("pipeline_batching", ""), max_length=t["max_length"],
+                                            precision=_PRECISION.get(m.get("mixed_precision", "no"), "fp32"))
+        share = pe.get("trainer" if name == "trainer" else "fixed_padding" if name == "fixed_padding" else "pipeline")
+        ratio = "" if name == "pipeline" else f"{pipe / m['samples_per_s']:.2f}x"
+        peak = m.get("peak_share")
+        lines.append(f"  {label:<40} {m['samples_per_s']:9.1f} {_f(m.get('gflops_per_s'), '8.0f')} "
+                     f"{format(peak, '8.0%') if peak is not None else '-'.rjust(8)} {share:11.0%} {ratio:>11}")
+    peaks = t.get("peak_gflops") or {}
+    if peaks:
+        lines.append("  peak: matmul " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items() if v))
+    return lines
 
 
 def _f(v: float | None, spec: str) -> str:

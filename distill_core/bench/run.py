@@ -203,7 +203,8 @@ def _load_models(sources: list[_Source], max_length: int, max_text: str, setting
             fp32 = clfs["student"]
             stages.start("int8: choosing the quantized engine")
             engine, trial = pick_qengine(fp32, max_text, settings)
-            clf = TextClassifier(quantize_int8(fp32.model, engine), fp32.tokenizer, fp32.max_length, name=src.key)
+            clf = TextClassifier(quantize_int8(fp32.model, engine), fp32.tokenizer, fp32.max_length, name=src.key,
+                                 truncation=fp32.truncation)
             params, size = fp32.num_parameters(), state_dict_bytes(clf.model)
         else:
             clf = TextClassifier.load(src.model_dir, max_length=max_length, device=settings.device)
@@ -334,7 +335,8 @@ def _bench(run_dir: Path, info, settings: BenchSettings, report: Callable[[float
                                         "quantize_time_s": None})
         training = None
         if not skip_training:
-            training = training_throughput(run_dir, cfg, splits, tokenizer, settings, stages.start)
+            training = training_throughput(run_dir, cfg, splits, tokenizer, settings, stages.start,
+                                           {"fp32": machine.get("matmul_gflops"), "bf16": machine.get("matmul_gflops_bf16")})
         stages.close()
 
     machine["other_processes_cpu_share"] = round(other_load.stop(), 4)

@@ -1,11 +1,13 @@
-"""Teacher training speed three ways: the pipeline's loop, the same loop with fixed padding, ``Trainer``.
+"""Teacher training speed several ways: the pipeline's loop (at the run's precision, and in fp32 when that is
+mixed), the same loop with fixed padding, and ``Trainer`` with its defaults.
 
     training_throughput(run_dir, cfg, splits, tokenizer, BenchSettings(train_steps=20))
-    # -> samples/s of each, their ratios, each loader's share of real tokens
+    # -> samples/s and achieved GFLOP/s of each, their share of the machine's matmul peak, ratios, real-token shares
 
 Each method trains a fresh copy of the run's teacher (same seed) for ``train_steps`` optimizer steps on the
-run's training split, same batch size, learning rate, weight decay and plain AdamW; the first
-``TRAIN_WARMUP_STEPS`` steps are left out of the timed window.
+run's training split, same batch size, learning rate and weight decay; the first ``TRAIN_WARMUP_STEPS`` steps
+are left out of the timed window. Achieved GFLOP/s counts the work done, padding included: a training step is
+about three forward passes (the backward pass costs about two), so 3 x batch x ``forward_flops(padded length)``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class _StepClock:
         self.marks: list[tuple[float, int]] = []
 
     def on_step(self, row: dict[str, Any]) -> None:
-        self.marks.append((time.perf_counter(), int(row["examples_seen"])))
+        # The loop hands step rows over in groups; each row carries the time its step ended (``elapsed_s``).
+        self.marks.append((float(row["elapsed_s"]), int(row["examples_seen"])))
 
     def on_eval(self, row: dict[str, Any]) -> None:
         pass
@@ -45,14 +48,42 @@ def _window_rate(marks: list[tuple[float, int]], skip: int) -> dict[str, float]:
     return {"samples_per_s": (n1 - n0) / (t1 - t0), "timed_steps": len(marks) - skip, "timed_seconds": t1 - t0}
 
 
-def _pipeline_rate(model, loader, steps: int, lr: float, weight_decay: float, device: str) -> dict[str, float]:
+def _recording(loader, shapes: list[tuple[int, int]]):
+    """``loader`` with its collate function wrapped to record each batch's (batch size, padded length), in order."""
+    from torch.utils.data import DataLoader
+
+    collate = loader.collate_fn
+
+    def recorded(features):
+        batch = collate(features)
+        shapes.append(tuple(batch["input_ids"].shape))
+        return batch
+
+    return DataLoader(loader.dataset, batch_sampler=loader.batch_sampler, collate_fn=recorded)
+
+
+def _window_gflops(config, shapes: list[tuple[int, int]], skip: int, steps: int, seconds: float) -> float:
+    """Achieved training GFLOP/s over steps ``skip + 1 .. steps`` (see the module docstring)."""
+    from .measure import forward_flops
+
+    flops = sum(3 * b * forward_flops(config, length) for b, length in shapes[skip:steps])
+    return flops / seconds / 1e9
+
+
+def _pipeline_rate(model, loader, steps: int, lr: float, weight_decay: float, device: str,
+                   precision: str = "no") -> dict[str, float]:
     """The pipeline's own training loop (``training.train``) for ``steps`` steps over ``loader``."""
     from ..training import LoopSettings, cross_entropy_objective, make_accelerator, train
 
-    clock = _StepClock()
-    settings = LoopSettings(max_steps=steps, learning_rate=lr, weight_decay=weight_decay, desc="train (pipeline loop)")
-    train(model, loader, None, cross_entropy_objective, settings, make_accelerator("no", cpu=device == "cpu"), [clock])
-    return _window_rate(clock.marks, _timed_skip(steps))
+    clock, shapes = _StepClock(), []
+    settings = LoopSettings(max_steps=steps, learning_rate=lr, weight_decay=weight_decay,
+                            desc=f"train (pipeline loop, {precision})")
+    config = model.config
+    train(model, _recording(loader, shapes), None, cross_entropy_objective, settings,
+          make_accelerator(precision, cpu=device == "cpu"), [clock])
+    out = _window_rate(clock.marks, _timed_skip(steps))
+    out["gflops_per_s"] = _window_gflops(config, shapes, _timed_skip(steps), steps, out["timed_seconds"])
+    return out
 
 
 def _trainer_rate(model, dataset, tokenizer, steps: int, batch_size: int, lr: float, weight_decay: float,
@@ -62,12 +93,13 @@ def _trainer_rate(model, dataset, tokenizer, steps: int, batch_size: int, lr: fl
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    sizes: list[int] = []
+    shapes: list[tuple[int, int]] = []
     pad = DataCollatorWithPadding(tokenizer)  # Trainer's default collator for a tokenizer
 
     def counting_collator(features):
-        sizes.append(len(features))
-        return pad(features)
+        batch = pad(features)
+        shapes.append(tuple(batch["input_ids"].shape))
+        return batch
 
     marks: list[float] = []
 
@@ -88,17 +120,20 @@ def _trainer_rate(model, dataset, tokenizer, steps: int, batch_size: int, lr: fl
         trainer.train()
     skip = _timed_skip(steps)
     seconds = marks[-1] - marks[skip - 1]
-    return {"samples_per_s": sum(sizes[skip:steps]) / seconds, "timed_steps": len(marks) - skip,
-            "timed_seconds": seconds, "trainer_args": {"optim": "adamw_torch", "train_sampling_strategy":
+    return {"samples_per_s": sum(b for b, _ in shapes[skip:steps]) / seconds, "timed_steps": len(marks) - skip,
+            "timed_seconds": seconds, "gflops_per_s": _window_gflops(model.config, shapes, skip, steps, seconds),
+            "mixed_precision": "no", "trainer_args": {"optim": "adamw_torch", "train_sampling_strategy":
                                                       args.train_sampling_strategy, "collator": "DataCollatorWithPadding"}}
 
 
 def training_throughput(run_dir: Path, cfg, splits, tokenizer, settings: BenchSettings,
-                        start: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
-    """Teacher training samples/s three ways, on the run's training split (see the module docstring).
+                        start: Callable[[str], None] = lambda message: None,
+                        peak_gflops: dict[str, float] | None = None) -> dict[str, Any]:
+    """Teacher training samples/s and GFLOP/s several ways, on the run's training split (see the module docstring).
 
     Args:
-        cfg: the run's ``RunConfig`` (seed, learning rate, weight decay, max_length, batching).
+        cfg: the run's ``RunConfig`` (seed, learning rate, weight decay, max_length, batching, mixed precision).
+        peak_gflops: the machine's matmul rate per precision (``{"fp32": ..., "bf16": ...}``), for the share of peak.
         splits: the run's ``data.Splits``; only ``train`` is used.
         start: called with a message as each method starts (the bench's stage bar).
 
@@ -110,10 +145,13 @@ def training_throughput(run_dir: Path, cfg, splits, tokenizer, settings: BenchSe
 
     from ..batching import make_loader, padding_efficiency, tokenize_splits
     from ..models import load_trained
+    from ..training import resolve_mixed_precision
+
+    peak_gflops = peak_gflops or {}
 
     steps, bs, seed, max_length = settings.train_steps, settings.batch_size, cfg.train.seed, cfg.data.max_length
     lr, wd = cfg.train.learning_rate, cfg.train.weight_decay
-    ds = tokenize_splits(DatasetDict(train=splits.train), tokenizer, max_length)["train"]
+    ds = tokenize_splits(DatasetDict(train=splits.train), tokenizer, max_length, cfg.data.truncation)["train"]
 
     def fresh_teacher():
         set_seed(seed)
@@ -129,17 +167,31 @@ def training_throughput(run_dir: Path, cfg, splits, tokenizer, settings: BenchSe
         "padding_efficiency": {"pipeline": padding_efficiency(pipeline_dl), "fixed_padding": padding_efficiency(fixed_dl),
                                "trainer": padding_efficiency(random_dl)},
     }
-    start("training: pipeline")
-    pipe = _pipeline_rate(fresh_teacher(), pipeline_dl, steps, lr, wd, settings.device)
+    precision = resolve_mixed_precision(cfg.train.mixed_precision, cpu=settings.device == "cpu")
+    peaks = {"no": peak_gflops.get("fp32"), "bf16": peak_gflops.get("bf16")}
+    methods: dict[str, dict[str, Any]] = {}
+    start(f"training: pipeline ({precision})")
+    methods["pipeline"] = {**_pipeline_rate(fresh_teacher(), pipeline_dl, steps, lr, wd, settings.device, precision),
+                           "mixed_precision": precision}
+    if precision != "no":
+        start("training: pipeline (fp32)")
+        methods["pipeline_fp32"] = {**_pipeline_rate(fresh_teacher(), pipeline_dl, steps, lr, wd, settings.device),
+                                    "mixed_precision": "no"}
     start("training: fixed padding")
-    fixed = _pipeline_rate(fresh_teacher(), fixed_dl, steps, lr, wd, settings.device)
+    methods["fixed_padding"] = {**_pipeline_rate(fresh_teacher(), fixed_dl, steps, lr, wd, settings.device, precision),
+                                "mixed_precision": precision}
     start("training: Trainer")
     trainer = _trainer_rate(fresh_teacher(), ds, tokenizer, steps, bs, lr, wd, seed, settings.device)
+    methods["trainer"] = {k: v for k, v in trainer.items() if k != "trainer_args"}
+    for m in methods.values():
+        peak = peaks.get(m["mixed_precision"])
+        m["peak_share"] = m["gflops_per_s"] / peak if peak else None
     out.update({
-        "pipeline_samples_per_s": pipe["samples_per_s"], "fixed_padding_samples_per_s": fixed["samples_per_s"],
-        "trainer_samples_per_s": trainer["samples_per_s"], "trainer_args": trainer["trainer_args"],
-        "timed_seconds": {"pipeline": pipe["timed_seconds"], "fixed_padding": fixed["timed_seconds"],
-                          "trainer": trainer["timed_seconds"]},
+        "mixed_precision": precision, "methods": methods, "peak_gflops": peak_gflops,
+        "pipeline_samples_per_s": methods["pipeline"]["samples_per_s"],
+        "fixed_padding_samples_per_s": methods["fixed_padding"]["samples_per_s"],
+        "trainer_samples_per_s": methods["trainer"]["samples_per_s"], "trainer_args": trainer["trainer_args"],
+        "timed_seconds": {k: m["timed_seconds"] for k, m in methods.items()},
     })
     out["pipeline_vs_fixed_padding"] = out["pipeline_samples_per_s"] / out["fixed_padding_samples_per_s"]
     out["pipeline_vs_trainer"] = out["pipeline_samples_per_s"] / out["trainer_samples_per_s"]

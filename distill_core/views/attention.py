@@ -2,6 +2,8 @@
 
     view = attention_view(result, layer=-1, head=None)   # last layer, mean over heads: (T, T)
     fig = attention_pair_figure([teacher_view, student_view], titles)
+    pv = pooling_view(teacher_result, lstm_pooling)      # an LSTM student: its pooling weights beside [CLS]'s row
+    fig = pooling_figure(pv, names)
 
 A wrong shape raises a ``ValueError`` that says how to get the expected layout; a choice of the reader's that
 leaves nothing to draw raises ``InputError``.
@@ -14,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import InputError
-from ..inference import AttentionResult
+from ..inference import AttentionResult, PoolingResult
 from .common import TOP_LEGEND, png_bytes
 
 
@@ -280,5 +283,102 @@ def cls_png(views: Sequence[AttentionView], names: Sequence[str], colors: Sequen
     ax.set_xticks(np.arange(len(tokens)) + width * (len(shown) - 1) / 2, tokens, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("[CLS] attention")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+# ----------------------------------------------------------------------------- the LSTM student's pooling weights
+
+
+@dataclass
+class PoolingView:
+    """An LSTM student's pooling weights beside the teacher's [CLS] row (last layer, mean of heads), token by token."""
+
+    tokens: list[str]  # (T',) shown tokens
+    teacher: np.ndarray | None  # (T',) the teacher's [CLS] attention row; None without a [CLS] token
+    pooling: np.ndarray  # (T',) the student's attention-pooling weights
+    teacher_probs: np.ndarray  # (C,)
+    student_probs: np.ndarray  # (C,)
+    n_capped: int  # tokens left out by the cap (after hiding)
+    hidden: bool = False  # special tokens and punctuation hidden, both rows renormalised
+
+
+def pooling_view(teacher: AttentionResult, pooling: PoolingResult, hide: bool = False,
+                 max_tokens: int | None = None) -> PoolingView:
+    """Line up a BiLSTM student's pooling weights (T,) with the teacher's [CLS] row of its last layer, mean of heads.
+
+    Both say how much of each token goes into the one vector the classifier reads. ``hide`` drops special tokens
+    and punctuation and renormalises both rows to sum to 1; ``max_tokens`` keeps the first tokens.
+
+    Raises:
+        InputError: the two models tokenise the text differently, or nothing is left to show.
+    """
+    if list(teacher.tokens) != list(pooling.tokens):
+        raise InputError("The teacher and the LSTM student tokenise this text differently, so their weights cannot be "
+                         "set side by side token by token; train the student with the teacher's tokenizer.")
+    weights = np.asarray(pooling.weights, dtype=np.float64)
+    if weights.shape != (len(pooling.tokens),):
+        raise ValueError(f"pooling weights must be (T,) = ({len(pooling.tokens)},), got {weights.shape}; pass "
+                         "PoolingResult.weights of one text")
+    t_view = attention_view(teacher, layer=-1, head=None, hide=hide)
+    keep = keep_mask(pooling.tokens, hide)
+    if not keep.any():
+        raise InputError("Nothing left to show: the text is only special tokens and punctuation. "
+                         "Turn off 'hide [CLS]/[SEP]/punctuation'.")
+    pool = weights[keep]
+    if hide and pool.sum() > 0:
+        pool = pool / pool.sum()
+    tokens, cls = list(t_view.tokens), t_view.cls_row
+    n_capped = 0
+    if max_tokens is not None and len(tokens) > max_tokens:
+        n_capped = len(tokens) - max_tokens
+        tokens, pool = tokens[:max_tokens], pool[:max_tokens]
+        cls = cls[:max_tokens] if cls is not None else None
+    return PoolingView(tokens=tokens, teacher=cls, pooling=pool, teacher_probs=teacher.probs,
+                       student_probs=pooling.probs, n_capped=n_capped, hidden=hide)
+
+
+def pooling_rows(view: PoolingView, names: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    """(row title, (T',) weights) to draw, the teacher's first; ``names``: the teacher's, the student's."""
+    rows = [(f"{names[0]}: [CLS] attention", view.teacher)] if view.teacher is not None else []
+    return rows + [(f"{names[1]}: pooling weight", view.pooling)]
+
+
+def pooling_figure(view: PoolingView, names: Sequence[str]) -> go.Figure:
+    """A heat strip, one row per model and one column per token, on one colour scale from 0."""
+    rows = pooling_rows(view, names)
+    z = np.stack([w for _, w in rows])  # (R, T')
+    hover = np.array([[f"{t}" for t in view.tokens] for _ in rows], dtype=object)
+    fig = go.Figure(go.Heatmap(z=z, x=list(range(len(view.tokens))), y=[title for title, _ in rows],
+                               colorscale="Viridis", zmin=0, zmax=max(float(z.max()), 1e-6), customdata=hover,
+                               colorbar=dict(title="weight"), xgap=1, ygap=2,
+                               hovertemplate="%{y}<br>%{customdata}: %{z:.3f}<extra></extra>"))
+    fig.update_xaxes(_axis_ticks(view.tokens), tickangle=-60)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(height=150 + 60 * len(rows), margin=dict(t=20, b=10, l=10, r=10))
+    return fig
+
+
+def pooling_table(view: PoolingView, names: Sequence[str]) -> pd.DataFrame:
+    """The strip's data: one row per token shown, one column per model (the figure's CSV)."""
+    table = pd.DataFrame({"position": range(len(view.tokens)), "token": view.tokens})
+    for title, w in pooling_rows(view, names):
+        table[title] = w
+    return table
+
+
+def pooling_png(view: PoolingView, names: Sequence[str]) -> bytes:
+    """The heat strip as a PNG (seaborn, like the heatmaps)."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    rows = pooling_rows(view, names)
+    z = np.stack([w for _, w in rows])  # (R, T')
+    fig = Figure(figsize=(max(6.0, 0.32 * len(view.tokens) + 3), 1.2 + 0.6 * len(rows)), dpi=110)
+    ax = fig.subplots()
+    sns.heatmap(z, ax=ax, xticklabels=view.tokens, yticklabels=[t for t, _ in rows], cmap="viridis", vmin=0,
+                cbar_kws={"label": "weight"}, linewidths=0.5)
+    ax.tick_params(axis="x", labelrotation=60, labelsize=8)
+    ax.tick_params(axis="y", labelrotation=0, labelsize=8)
     fig.tight_layout()
     return png_bytes(fig)

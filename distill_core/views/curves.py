@@ -97,10 +97,12 @@ def lr_figure(train: dict[str, pd.DataFrame], x: str = "step") -> go.Figure:
 
 
 def kd_components_figure(student: pd.DataFrame, x: str = "step", smoothing: float = 0.6) -> go.Figure:
-    """The distilled student's loss split into its KD (soft targets) and CE (hard labels) terms."""
+    """The distilled student's loss split into its KD (soft targets) and CE (hard labels) terms, and the
+    hidden-state and teacher's-prediction terms when the run used them."""
     _check_x(x)
     parts = [("kd_loss", "KD loss (T² · KL to the teacher)", "#e8702a"), ("ce_loss", "CE loss (true labels)", "#1f4e8c"),
-             ("hidden_loss", "hidden-state loss", "#2a9d8f"), ("train_loss", "total", "#444")]
+             ("hidden_loss", "hidden-state loss", "#2a9d8f"),
+             ("hard_loss", "CE to the teacher's predicted class", "#9b5de5"), ("train_loss", "total", "#444")]
     fig = go.Figure()
     for col, name, color in parts:
         if col not in student or student[col].isna().all():

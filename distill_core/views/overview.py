@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -12,15 +13,18 @@ from plotly.subplots import make_subplots
 from ..bench.report import latency_p50
 from ..config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, SHORT_TITLES
 from ..errors import RunError
-from .common import TOP_LEGEND
+from ..evidence import imbalance_ratio
+from .common import TOP_LEGEND, png_bytes
 
 
-def overview_table(results: dict, bench_data: dict | None = None) -> pd.DataFrame:
+def overview_table(results: dict, bench_data: dict | None = None, architectures: dict | None = None) -> pd.DataFrame:
     """One row per model: test quality, size, and (for students) how much of the teacher they keep.
 
     Args:
         results: ``results.json`` of a run.
         bench_data: ``bench.json`` or None; adds latency, speed-up and throughput columns.
+        architectures: ``config.json``'s ``architectures`` or None; when a model was trained with LoRA, adds
+            ``Trainable parameters`` (what the optimizer updated) beside ``Parameters``.
 
     Returns:
         DataFrame indexed by model kind with numeric columns (format them for display, not here).
@@ -48,9 +52,29 @@ def overview_table(results: dict, bench_data: dict | None = None) -> pd.DataFram
             "Train time (s)": (m.get("training") or {}).get("train_time_s"),
         })
     table = pd.DataFrame(rows).set_index("kind")
+    arch = {k: a for k, a in (architectures or {}).items() if isinstance(a, dict)} if isinstance(architectures, dict) else {}
+    if any(a.get("lora") for a in arch.values()):
+        table.insert(table.columns.get_loc("Parameters") + 1, "Trainable parameters",
+                     [arch.get(k, {}).get("trainable_parameters") for k in table.index])
     if bench_data:
         table = _with_bench(table, bench_data, t_size)
     return table
+
+
+def lora_note(architectures: dict | None) -> str | None:
+    """How many parameters each LoRA-trained model updated, in words; None when no model used LoRA."""
+    parts = []
+    for kind, a in (architectures if isinstance(architectures, dict) else {}).items():
+        if not isinstance(a, dict) or not a.get("lora") or not a.get("parameters") or a.get("trainable_parameters") is None:
+            continue
+        lora = a["lora"]
+        parts.append(f"{SHORT_TITLES.get(kind, kind)} {a['trainable_parameters']:,} of {a['parameters']:,} "
+                     f"({a['trainable_parameters'] / a['parameters']:.1%}; r={lora.get('r')}, alpha={lora.get('alpha'):g}, "
+                     f"dropout={lora.get('dropout'):g})")
+    if not parts:
+        return None
+    return ("Trained with LoRA, parameters updated: " + "; ".join(parts)
+            + ". The adapters are merged into the saved weights, so each model keeps its full parameter count.")
 
 
 def _size(m: dict) -> float | None:
@@ -85,6 +109,77 @@ def _with_bench(table: pd.DataFrame, bench_data: dict, t_size: float | None) -> 
     table["Speed-up vs teacher"] = [t_lat / lat[k] if t_lat and lat.get(k) else None for k in table.index]
     table["Throughput (texts/s)"] = [(bmodels.get(k) or {}).get("throughput_texts_per_s") for k in table.index]
     return table
+
+
+# The headline metric's column in ``overview_table`` and its name in words.
+HEADLINE_COLUMNS = {"accuracy": ("Test accuracy", "accuracy"), "macro_f1": ("Macro-F1", "macro-F1")}
+
+
+def headline_of(results: dict) -> str:
+    """The metric the run leads with (``evidence.headline_metric``, saved by ``evaluate``): ``accuracy`` or
+    ``macro_f1``; ``accuracy`` for results written before the choice was recorded."""
+    metric = results.get("headline_metric")
+    return metric if metric in HEADLINE_COLUMNS else "accuracy"
+
+
+def headline_note(results: dict) -> str | None:
+    """Why the Overview leads with macro-F1, in one sentence; None when it leads with accuracy."""
+    if headline_of(results) != "macro_f1":
+        return None
+    counts = results.get("train_label_counts") or {}
+    ratio = imbalance_ratio(list(counts.values())) if counts else None
+    how = (f" (the largest training class has {ratio:.0f}× the rows of the smallest)" if ratio and math.isfinite(ratio)
+           else "")
+    return (f"Macro-F1 leads here because the classes are imbalanced{how}: accuracy rewards always predicting the "
+            "majority class, macro-F1 weighs every class alike.")
+
+
+def per_class_table(results: dict, class_weights: dict | None = None) -> pd.DataFrame:
+    """Precision, recall and F1 of every model on every class, with the class's test rows (support), its training
+    rows and its cross-entropy weight when the run recorded them: one row per class and model, classes in label
+    order, so the rare classes show beside the common ones.
+
+    Args:
+        results: ``results.json`` of a run (each model's ``per_class``).
+        class_weights: ``config.json``'s ``class_weights`` (class name -> weight) or None.
+    """
+    counts = results.get("train_label_counts") or {}
+    models = results.get("models") or {}
+    kinds = [k for k in MODEL_KINDS if k in models] + [k for k in models if k not in MODEL_KINDS]
+    names = results.get("label_names") or list(next(iter(models.values()), {}).get("per_class") or {})
+    rows = []
+    for name in names:
+        for kind in kinds:
+            pc = (models[kind].get("per_class") or {}).get(name)
+            if not pc:
+                continue
+            row = {"Class": name, "Model": SHORT_TITLES.get(kind, kind), "Precision": pc.get("precision"),
+                   "Recall": pc.get("recall"), "F1": pc.get("f1-score"), "Test rows": pc.get("support")}
+            if counts:
+                row["Training rows"] = counts.get(name)
+            if class_weights:
+                row["Class weight"] = class_weights.get(name)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_class_png(f1: pd.DataFrame) -> bytes:
+    """``per_class_figure`` drawn with matplotlib, for the PNG download."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(5.0, 1.4 * len(f1.index)), 3.6), dpi=120)
+    ax = fig.subplots()
+    colors = {SHORT_TITLES[k]: c for k, c in MODEL_COLORS.items()}
+    width = 0.8 / max(1, len(f1.columns))
+    for i, col in enumerate(f1.columns):
+        x = [j + (i - (len(f1.columns) - 1) / 2) * width for j in range(len(f1.index))]
+        ax.bar(x, f1[col].fillna(0), width, label=col, color=colors.get(col))
+    ax.set_xticks(range(len(f1.index)), [str(c) for c in f1.index])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return png_bytes(fig)
 
 
 def per_class_f1(results: dict) -> pd.DataFrame:

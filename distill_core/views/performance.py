@@ -7,6 +7,7 @@ and the student on ONNX Runtime (fp32 and int8) when the bench ran it.
     summary_table(bench)            # one row per model, every figure side by side (DataFrame)
     latency_figure(bench)           # batch-1 latency bars with p95 whiskers, per length
     tradeoff_figure(bench)          # accuracy against latency, one point per model
+    pruning_figure(pruning)         # ``prune``'s pruning_<model>.json: accuracy, latency and size against sparsity
 
 Nothing here reads files or imports Streamlit; a missing section (no training comparison, no accuracy for
 random bert-base shapes) gives a figure without it, or None where the whole figure would be empty. Speed-up
@@ -26,8 +27,10 @@ from ..config import MODEL_COLORS
 
 LENGTHS = {"median_len": "median length", "max_len": "max length"}
 TRAINING = {"pipeline": ("Pipeline (length-grouped)", "#2a9d5c"),
+            "pipeline_fp32": ("Pipeline, fp32", "#8fcfa8"),
             "fixed_padding": ("Fixed padding to max_length", "#8c8c8c"),
             "trainer": ("Trainer defaults", "#6a4c93")}
+_PRECISION = {"no": "fp32", "bf16": "bf16", "fp16": "fp16"}
 MARGIN = dict(t=60, b=10, l=10, r=10)
 # The student on ONNX Runtime (fp32, int8) beside the project's model colours.
 COLORS = {**MODEL_COLORS, "student_onnx": "#2a9d8f", "student_onnx_int8": "#7fb069"}
@@ -96,7 +99,8 @@ def machine_caption(bench: dict[str, Any]) -> str:
     parts = [f"{m.get('cpu_model', '?')}, {m.get('cores', '?')} cores, {m.get('torch_threads', '?')} torch threads",
              f"torch {m.get('torch', '?')}, transformers {m.get('transformers', '?')}"]
     if m.get("matmul_gflops"):
-        parts.append(f"fp32 matmul {m['matmul_gflops']:.0f} GFLOP/s")
+        parts.append(f"fp32 matmul {m['matmul_gflops']:.0f} GFLOP/s"
+                     + (f", bf16 {m['matmul_gflops_bf16']:.0f}" if m.get("matmul_gflops_bf16") else ""))
     parts.append(f"batch-1 p50/p95 over {s.get('repeats', '?')} runs after {s.get('warmup', '?')} warm-up, "
                  f"tokenisation included; throughput at batch {s.get('batch_size', '?')} on {s.get('texts', '?')} test texts")
     if bench.get("created"):
@@ -227,40 +231,67 @@ def tradeoff_figure(bench: dict[str, Any], length: str = "max_len") -> go.Figure
     return fig
 
 
+def training_methods(t: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The training comparison's methods by name, each with samples/s (and, in newer bench files, precision,
+    achieved GFLOP/s and share of the matmul peak in that precision)."""
+    if t.get("methods"):
+        return t["methods"]
+    return {key: {"samples_per_s": t[f"{key}_samples_per_s"]} for key in ("pipeline", "fixed_padding", "trainer")
+            if t.get(f"{key}_samples_per_s") is not None}
+
+
 def training_figure(bench: dict[str, Any]) -> go.Figure | None:
-    """Teacher training samples/s of the pipeline, fixed padding and Trainer's defaults, and the pipeline's
-    speed-up over each peer (None if the comparison was not run)."""
+    """Teacher training samples/s of the pipeline (at the run's precision, and fp32), fixed padding and Trainer's
+    defaults, with the pipeline's speed-up over each; and each one's achieved GFLOP/s as a share of this machine's
+    matmul peak in its precision (None if the comparison was not run)."""
     t = bench.get("training_throughput")
     if not t:
         return None
     pe = t.get("padding_efficiency") or {}
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.1,
-                        subplot_titles=["Samples / s (share of batch tokens that are real)", "Pipeline speed-up"])
-    names, values, colors = [], [], []
-    for key, (label, color) in TRAINING.items():
-        v = t.get(f"{key}_samples_per_s")
-        if v is not None:
-            names.append(f"{label}<br>{pe[key]:.0%} real tokens" if key in pe else label)
-            values.append(v)
-            colors.append(color)
-    fig.add_trace(go.Bar(x=names, y=values, marker_color=colors, text=[f"{v:.1f}" for v in values],
-                         textposition="outside", showlegend=False,
+    methods = training_methods(t)
+    pipe = methods["pipeline"]["samples_per_s"]
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.1,
+                        subplot_titles=["Samples / s (pipeline's speed-up)", "Share of the matmul peak"])
+    names, values, texts, colors, shares = [], [], [], [], []
+    for key, m in methods.items():
+        label, color = TRAINING[key]
+        precision = _PRECISION.get(m.get("mixed_precision"), "")
+        if key == "pipeline" and precision:
+            label += f", {precision}"
+        real = pe.get("pipeline" if key == "pipeline_fp32" else key)
+        names.append(f"{label}<br>{real:.0%} real tokens" if real is not None else label)
+        values.append(m["samples_per_s"])
+        texts.append(f"{m['samples_per_s']:.1f}" + ("" if key == "pipeline" else f" ({pipe / m['samples_per_s']:.2f}×)"))
+        colors.append(color)
+        shares.append(m.get("peak_share"))
+    fig.add_trace(go.Bar(x=names, y=values, marker_color=colors, text=texts, textposition="outside", showlegend=False,
                          hovertemplate="%{x}<br>%{y:.2f} samples/s<extra></extra>"), 1, 1)
-    fig.update_yaxes(range=[0, max(values, default=1) * 1.18], row=1, col=1)
-    ratios = [(f"vs {label}", t.get(key), TRAINING[peer][1])
-              for peer, key, label in (("fixed_padding", "pipeline_vs_fixed_padding", "fixed padding"),
-                                       ("trainer", "pipeline_vs_trainer", "Trainer"))
-              if t.get(key)]
-    fig.add_trace(go.Bar(x=[r[0] for r in ratios], y=[r[1] for r in ratios], marker_color=[r[2] for r in ratios],
-                         text=[f"{r[1]:.2f}×" for r in ratios], textposition="outside", showlegend=False,
-                         hovertemplate="pipeline %{x}: %{y:.2f}×<extra></extra>"), 1, 2)
-    top = max([r[1] for r in ratios], default=1)
-    fig.update_yaxes(range=[0, top * 1.2], row=1, col=2)
-    fig.add_hline(y=1.0, line=dict(color="#999", dash="dot"), row=1, col=2)
+    fig.update_yaxes(range=[0, max(values, default=1) * 1.2], row=1, col=1)
+    if any(v is not None for v in shares):
+        gflops = [m.get("gflops_per_s") for m in methods.values()]
+        fig.add_trace(go.Bar(x=names, y=shares, marker_color=colors, showlegend=False,
+                             text=[f"{v:.0%}" if v is not None else "" for v in shares], textposition="outside",
+                             customdata=[g or 0 for g in gflops],
+                             hovertemplate="%{x}<br>%{customdata:.0f} GFLOP/s, %{y:.0%} of the matmul peak in its "
+                                           "precision<extra></extra>"), 1, 2)
+        fig.update_yaxes(tickformat=".0%", range=[0, max([v for v in shares if v is not None]) * 1.25], row=1, col=2)
+    fig.update_xaxes(tickfont=dict(size=10))
     fig.update_layout(title=f"Teacher training: batch {t.get('batch_size')}, {t.get('timed_steps')} timed steps of "
-                            f"{t.get('steps')}, max_length {t.get('max_length')}", height=430, margin=MARGIN,
-                      legend=dict(orientation="h", x=1, xanchor="right", y=1.12))
+                            f"{t.get('steps')}, max_length {t.get('max_length')}", height=460, margin=MARGIN)
     return fig
+
+
+def training_table(bench: dict[str, Any]) -> pd.DataFrame:
+    """The training comparison as a table (the figure's data, for download)."""
+    t = bench.get("training_throughput") or {}
+    pe = t.get("padding_efficiency") or {}
+    rows = []
+    for key, m in training_methods(t).items() if t else ():
+        rows.append({"method": TRAINING[key][0], "precision": _PRECISION.get(m.get("mixed_precision"), None),
+                     "samples_per_s": m["samples_per_s"], "gflops_per_s": m.get("gflops_per_s"),
+                     "share_of_peak": m.get("peak_share"),
+                     "real_token_share": pe.get("pipeline" if key == "pipeline_fp32" else key)})
+    return pd.DataFrame(rows)
 
 
 def compute_figure(bench: dict[str, Any]) -> go.Figure:
@@ -291,3 +322,132 @@ def all_figures(bench: dict[str, Any]) -> dict[str, go.Figure]:
             "size_memory": size_memory_figure(bench), "speedup_accuracy": speedup_accuracy_figure(bench),
             "tradeoff": tradeoff_figure(bench), "training": training_figure(bench), "compute": compute_figure(bench)}
     return {k: v for k, v in figs.items() if v is not None}
+
+
+# ----------------------------------------------------------------------------- pruning (``pruning_<model>.json``)
+
+SAME_SPEED = 0.15  # p50 latencies within this share of each other count as the same speed on a shared CPU
+PRUNING_COLORS = {"val": "#2a9d5c", "test": "#1f4e8c", "latency": "#c0392b", "raw": "#8c8c8c", "compressed": "#e8702a"}
+
+
+def pruning_table(pruning: dict[str, Any]) -> pd.DataFrame:
+    """One row per pruning amount (the dense model first): sparsity reached, accuracy, latency, size, parameters."""
+    rows = []
+    for r in pruning.get("rows") or []:
+        lat = r.get("latency_ms") or {}
+        rows.append({
+            "Amount": r["amount"], "Sparsity": r["sparsity"],
+            "Validation accuracy": r["val_accuracy"], "Test accuracy": r["test_accuracy"],
+            "Validation macro-F1": r.get("val_macro_f1"), "Test macro-F1": r.get("test_macro_f1"),
+            "Agreement with dense": r.get("test_agreement_with_dense"),
+            "p50 ms": lat.get("p50"), "p95 ms": lat.get("p95"),
+            "Size (MB)": r["size_bytes"] / 2**20, "Compressed (MB)": r["compressed_bytes"] / 2**20,
+            "Parameters": r["parameters"], "Non-zero parameters": r["nonzero_parameters"],
+        })
+    return pd.DataFrame(rows)
+
+
+def pruning_note(pruning: dict[str, Any]) -> str | None:
+    """One line on what the zeros bought, the densest and sparsest rows compared; a claim is made only where the
+    figures show it (latency within ``SAME_SPEED``; the file the same size raw and smaller compressed). None with
+    no pruned row."""
+    rows = sorted(pruning.get("rows") or [], key=lambda r: r["amount"])
+    if len(rows) < 2 or rows[0]["amount"] != 0:
+        return None
+    dense, sparse = rows[0], rows[-1]
+    lat0, lat1 = dense["latency_ms"]["p50"], sparse["latency_ms"]["p50"]
+    raw0, raw1 = dense["size_bytes"] / 2**20, sparse["size_bytes"] / 2**20
+    comp0, comp1 = dense["compressed_bytes"] / 2**20, sparse["compressed_bytes"] / 2**20
+    claims = []
+    if abs(lat1 / lat0 - 1) <= SAME_SPEED:
+        claims.append("did not make the dense CPU kernels faster")
+    if abs(raw1 / raw0 - 1) <= 0.01 and comp1 <= 0.95 * comp0:
+        claims.append("made the file smaller only when compressed")
+    head = f"Unstructured zeros {' and '.join(claims)}: " if claims else "Measured: "
+    return (f"{head}at {sparse['sparsity']:.0%} sparsity, batch-1 p50 {lat1:.2f} ms against {lat0:.2f} ms dense; "
+            f"{raw1:.1f} MB against {raw0:.1f} MB on disk, {comp1:.1f} MB against {comp0:.1f} MB compressed.")
+
+
+def pruning_figure(pruning: dict[str, Any]) -> go.Figure:
+    """Accuracy (validation and test) against the sparsity reached; beside it, batch-1 latency (p50, whisker to
+    p95) and the size on disk, as written and compressed."""
+    rows = sorted(pruning.get("rows") or [], key=lambda r: r["amount"])
+    x = [r["sparsity"] for r in rows]
+    amount = [r["amount"] for r in rows]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, specs=[[{}, {"secondary_y": True}]],
+                        subplot_titles=["Accuracy", "Latency (batch 1, CPU) and size on disk"])
+    for key, name in (("val", "Validation accuracy"), ("test", "Test accuracy")):
+        fig.add_trace(go.Scatter(x=x, y=[r[f"{key}_accuracy"] for r in rows], name=name, mode="lines+markers",
+                                 line=dict(color=PRUNING_COLORS[key]), customdata=amount,
+                                 hovertemplate="sparsity %{x:.1%} (amount %{customdata:g})<br>%{y:.2%}<extra>"
+                                               + name + "</extra>"), row=1, col=1)
+    p50 = [r["latency_ms"]["p50"] for r in rows]
+    up = [max(0.0, (r["latency_ms"].get("p95") or r["latency_ms"]["p50"]) - r["latency_ms"]["p50"]) for r in rows]
+    fig.add_trace(go.Scatter(x=x, y=p50, name="Latency p50 (ms)", mode="lines+markers",
+                             line=dict(color=PRUNING_COLORS["latency"]),
+                             error_y=dict(type="data", symmetric=False, array=up, arrayminus=[0] * len(up)),
+                             hovertemplate="sparsity %{x:.1%}<br>p50 %{y:.2f} ms<extra></extra>"),
+                  row=1, col=2, secondary_y=False)
+    for key, name, dash in (("size_bytes", "Size on disk (MB)", "dash"), ("compressed_bytes", "Size compressed (MB)", None)):
+        fig.add_trace(go.Scatter(x=x, y=[r[key] / 2**20 for r in rows], name=name, mode="lines+markers",
+                                 line=dict(color=PRUNING_COLORS["raw" if dash else "compressed"], dash=dash),
+                                 hovertemplate="sparsity %{x:.1%}<br>%{y:.2f} MB<extra>" + name + "</extra>"),
+                      row=1, col=2, secondary_y=True)
+    lo = min([r["val_accuracy"] for r in rows] + [r["test_accuracy"] for r in rows], default=0.0)
+    fig.update_yaxes(tickformat=".0%", range=[max(0.0, lo - 0.05), 1.0], row=1, col=1)
+    fig.update_yaxes(title_text="ms per text", rangemode="tozero", row=1, col=2, secondary_y=False)
+    fig.update_yaxes(title_text="MB", rangemode="tozero", showgrid=False, row=1, col=2, secondary_y=True)
+    fig.update_xaxes(title_text="sparsity of the pruned weights", tickformat=".0%", range=[-0.03, 1.0])
+    s = pruning.get("settings") or {}
+    fig.update_layout(title=f"Pruning the {pruning.get('model', 'model')} ({s.get('method', 'magnitude')})",
+                      height=420, margin=MARGIN, legend=dict(orientation="h", y=-0.22))
+    return fig
+
+
+def pruning_png(pruning: dict[str, Any]) -> bytes:
+    """The pruning figure as a PNG (matplotlib)."""
+    from matplotlib.figure import Figure
+
+    from .common import png_bytes
+
+    rows = sorted(pruning.get("rows") or [], key=lambda r: r["amount"])
+    x = [100 * r["sparsity"] for r in rows]
+    fig = Figure(figsize=(11, 4))
+    acc, lat = fig.subplots(1, 2)
+    for key, name in (("val", "Validation accuracy"), ("test", "Test accuracy")):
+        acc.plot(x, [100 * r[f"{key}_accuracy"] for r in rows], "o-", color=PRUNING_COLORS[key], label=name)
+    acc.set(xlabel="sparsity of the pruned weights (%)", ylabel="accuracy (%)", title="Accuracy")
+    acc.legend(loc="lower left")
+    lat.plot(x, [r["latency_ms"]["p50"] for r in rows], "o-", color=PRUNING_COLORS["latency"], label="Latency p50 (ms)")
+    lat.set(xlabel="sparsity of the pruned weights (%)", ylabel="ms per text", title="Latency (batch 1, CPU) and size")
+    lat.set_ylim(0, 1.25 * max((r["latency_ms"]["p50"] for r in rows), default=1.0))
+    size = lat.twinx()
+    size.plot(x, [r["size_bytes"] / 2**20 for r in rows], "o--", color=PRUNING_COLORS["raw"], label="Size on disk (MB)")
+    size.plot(x, [r["compressed_bytes"] / 2**20 for r in rows], "o-", color=PRUNING_COLORS["compressed"],
+              label="Size compressed (MB)")
+    size.set(ylabel="MB")
+    size.set_ylim(0, 1.25 * max((r["size_bytes"] / 2**20 for r in rows), default=1.0))
+    handles = lat.get_legend_handles_labels()[0] + size.get_legend_handles_labels()[0]
+    size.legend(handles, [h.get_label() for h in handles], loc="lower left")
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+def format_pruning(pruning: dict[str, Any]) -> str:
+    """The ``prune`` command's table (one line per amount), what was saved, and ``pruning_note``."""
+    s = pruning.get("settings") or {}
+    head = (f"{'amount':>6} {'sparsity':>8} {'val acc':>8} {'test acc':>8} {'latency ms':>10} {'size MB':>8} "
+            f"{'compressed MB':>13}")
+    lines = [f"Pruning the {pruning.get('model')} ({s.get('method')}; {pruning.get('validation_rows')} validation and "
+             f"{pruning.get('test_rows')} test texts; batch-1 p50 on CPU over {s.get('repeats')} calls, tokenisation "
+             f"included; compressed: {s.get('compression')})", head, "-" * len(head)]
+    for r in sorted(pruning.get("rows") or [], key=lambda r: r["amount"]):
+        lines.append(f"{r['amount']:>6.2f} {r['sparsity']:>8.4f} {r['val_accuracy']:>8.4f} {r['test_accuracy']:>8.4f} "
+                     f"{r['latency_ms']['p50']:>10.2f} {r['size_bytes'] / 2**20:>8.2f} {r['compressed_bytes'] / 2**20:>13.2f}")
+    if pruning.get("saved"):
+        lines.append(f"\nSaved the model pruned at {pruning['saved']['amount']:g} to {pruning['saved']['folder']}/ "
+                     "(loads with from_pretrained).")
+    note = pruning_note(pruning)
+    if note:
+        lines.append(f"\n{note}")
+    return "\n".join(lines)

@@ -41,17 +41,22 @@ def run_details_markdown(info: RunInfo) -> str:
         + (f" — train {rows.get('train', '?'):,} · val {rows.get('validation', '?'):,} · test {rows.get('test', '?'):,}"
            if rows else ""),
         f"**Labels** {', '.join(info.label_names) or '?'}",
-        f"**Max length** {data.get('max_length', '?')} tokens",
+        f"**Max length** {data.get('max_length', '?')} tokens"
+        + (f" ({data['truncation']} of long texts)" if data.get("truncation") not in (None, "head") else ""),
     ]
     for kind in MODEL_KINDS:
         a = arch.get(kind)
         if a:
             extra = f", from teacher layers {a['layer_map']}" if kind != "teacher" and a.get("layer_map") else ""
+            heads = "n/a" if "heads" in a and a["heads"] is None else a.get("heads", "?")  # LSTM: no heads
             lines.append(f"**{MODEL_TITLES[kind]}** {a.get('class', '?')}: {a.get('layers', '?')} layers, "
-                         f"{a.get('heads', '?')} heads, {_millions(a.get('parameters'))} parameters{extra}")
+                         f"{heads} heads, {_millions(a.get('parameters'))} parameters{extra}")
     if kd:
         lines.append(f"**KD** T = {kd.get('temperature')}, alpha = {kd.get('alpha')}, "
                      f"hidden weight = {kd.get('hidden_weight', 0)}")
+    if isinstance(cfg.get("class_weights"), dict):
+        weights = ", ".join(f"{name} {w:.2f}" for name, w in cfg["class_weights"].items() if isinstance(w, (int, float)))
+        lines.append(f"**Class weights** (balanced) {weights}")
     if cfg.get("preset"):
         lines.append(f"**Preset** {cfg['preset']} · created {cfg.get('created', '?')} · "
                      f"{cfg.get('environment', {}).get('device', '?')}")
