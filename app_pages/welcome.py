@@ -28,8 +28,8 @@ def intro_ui() -> None:
 
 
 def no_runs_ui() -> None:
-    st.info(f"No runs yet in `{runs_dir()}`. Train the default run (AG News, about seven minutes on two CPU "
-            "cores) with:", icon=":material/info:")
+    st.info(f"No runs yet in `{runs_dir()}`. Train the default run (AG News, about four minutes on two CPU "
+            "cores with bf16, about eight without) with:", icon=":material/info:")
     data = data_dir()
     prefix = f"DISTILL_DATA_DIR={data} " if data and "DISTILL_DATA_DIR" not in os.environ else ""
     st.code(f"{prefix}{app.TRAIN_COMMAND}", language="bash")

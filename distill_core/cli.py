@@ -100,7 +100,7 @@ TRAIN_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--seed", "train", "seed", int, "random seed (same seed on CPU: same metrics)"),
     ("--seeds", "train", "seeds", "ints", "train each student once per seed, e.g. 42,43,44 (the teacher once); the "
      "first seed's checkpoints are kept"),
-    ("--mixed-precision", "train", "mixed_precision", ("auto", "no", "fp16", "bf16"), "auto: bf16/fp16 on GPU, off on CPU"),
+    ("--mixed-precision", "train", "mixed_precision", ("auto", "no", "fp16", "bf16"), "auto: bf16 (or fp16) on GPU; bf16 on CPUs with AMX or AVX512-BF16, else fp32"),
     ("--cpu", "train", "cpu", "store_true", "train on CPU even if a GPU is present"),
     ("--num-threads", "train", "num_threads", int, "torch CPU threads"),
     ("--class-weights", "train", "class_weights", CLASS_WEIGHTS, "balanced: weigh each class's cross-entropy by "
@@ -247,23 +247,23 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure latency, throughput, size, memory and training speed of a run's models",
                        description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("run", help="run id or folder")
-    b.add_argument("--output-dir", help="runs folder (default: runs_dir())")
+    b.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
     _add_flags(b, BENCH_FLAGS)
     w = sub.add_parser("sweep", help="how to choose T and alpha: distilled students for a grid against the run's "
                        "teacher, scored on validation; resumes an interrupted sweep")
     w.add_argument("run", help="run id or folder")
-    w.add_argument("--output-dir", help="runs folder (default: runs_dir())")
+    w.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
     _add_flags(w, SWEEP_FLAGS)
     c = sub.add_parser("check", help="is the distilled student good enough to ship? your thresholds against the run's "
                        "evidence; exit code 3 when a check fails or is not measured")
     c.add_argument("run", help="run id or folder")
-    c.add_argument("--output-dir", help="runs folder (default: runs_dir())")
+    c.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
     c.add_argument("--model", choices=("student", "baseline"), default="student", help="the student to check (student)")
     _add_flags(c, SHIP_FLAGS)
     pr = sub.add_parser("prune", help="magnitude-prune a model of a run at several amounts: sparsity, accuracy, "
                         "latency and size on disk (raw and compressed) per amount")
     pr.add_argument("run", help="run id or folder")
-    pr.add_argument("--output-dir", help="runs folder (default: runs_dir())")
+    pr.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
     _add_flags(pr, PRUNE_FLAGS)
     from . import loadtest, onnx_export, serve
 

@@ -152,7 +152,8 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
                     results["models"][kind]["accuracy"] / max(results["models"]["teacher"]["accuracy"], 1e-12))
                 results["models"][kind]["fidelity"] = fidelity(np.stack(preds["teacher_probs"]),
                                                                 np.stack(preds[f"{kind}_probs"]), labels, names)
-    results.update(_evidence(labels, pred_by_kind, len(names), seeds if seeds is not None else old.get("seeds")))
+    results.update(_evidence(labels, pred_by_kind, len(names), seeds if seeds is not None else old.get("seeds"),
+                             results["headline_metric"]))
     write_json_atomic(run_dir / RESULTS_FILE, results)
     tmp = run_dir / f".{PREDICTIONS_FILE}.tmp"
     preds.to_parquet(tmp, index=False)
@@ -165,8 +166,10 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
     return results
 
 
-def _evidence(labels: np.ndarray, pred: dict[str, np.ndarray], n_classes: int, seeds: dict | None) -> dict[str, Any]:
-    """Paired comparisons between the models, the spread across seeds, and the verdict on distillation."""
+def _evidence(labels: np.ndarray, pred: dict[str, np.ndarray], n_classes: int, seeds: dict | None,
+              metric: str = "accuracy") -> dict[str, Any]:
+    """Paired comparisons between the models, the spread across seeds, and the verdict on distillation, decided on
+    the run's headline ``metric`` (accuracy, or macro-F1 where the classes are imbalanced)."""
     out: dict[str, Any] = {"comparisons": {}}
     for a, b in (("teacher", "student"), ("teacher", "baseline"), ("student", "baseline")):
         if a in pred and b in pred:
@@ -174,9 +177,9 @@ def _evidence(labels: np.ndarray, pred: dict[str, np.ndarray], n_classes: int, s
     if seeds:
         out["seeds"] = {kind: _seed_entry(runs) for kind, runs in seeds.items()}
     if "student_vs_baseline" in out["comparisons"]:
-        per_seed = {k: [r["accuracy"] for r in v["runs"]] for k, v in out.get("seeds", {}).items()}
-        word, text = verdict(out["comparisons"]["student_vs_baseline"], per_seed)
-        out["verdict"] = {"distillation": word, "text": text}
+        per_seed = {k: [r[metric] for r in v["runs"]] for k, v in out.get("seeds", {}).items()}
+        word, text = verdict(out["comparisons"]["student_vs_baseline"], per_seed, metric)
+        out["verdict"] = {"distillation": word, "text": text, "metric": metric}
     return out
 
 

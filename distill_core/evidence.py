@@ -131,18 +131,25 @@ def compare(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n_classe
     return out
 
 
-def verdict(comparison: dict[str, Any], seeds: dict[str, Any] | None = None) -> tuple[str, str]:
-    """Distillation helps / makes no measurable difference / hurts, decided by the accuracy interval.
+METRIC_WORDS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+
+
+def verdict(comparison: dict[str, Any], seeds: dict[str, Any] | None = None,
+            metric: str = "accuracy") -> tuple[str, str]:
+    """Distillation helps / makes no measurable difference / hurts, decided by the interval of ``metric``.
 
     Args:
         comparison: ``compare(labels, distilled, baseline)``.
-        seeds: optional ``{"student": [acc, ...], "baseline": [acc, ...]}`` test accuracies across seeds.
+        seeds: optional ``{"student": [value, ...], "baseline": [value, ...]}``: ``metric`` on test across seeds.
+        metric: ``accuracy`` or ``macro_f1`` (the run's headline metric: macro-F1 where classes are imbalanced).
 
     Returns:
         (verdict, one or two plain sentences with the interval that decides it).
     """
-    d = comparison["accuracy_diff_points"]
-    ci = f"{d['estimate']:+.2f} points, {comparison['confidence']:.0%} interval {d['low']:+.2f} to {d['high']:+.2f}"
+    d = comparison[f"{metric}_diff_points"]
+    name = METRIC_WORDS[metric]
+    ci = (f"{d['estimate']:+.2f} {name} points, {comparison['confidence']:.0%} interval {d['low']:+.2f} to "
+          f"{d['high']:+.2f}")
     if d["low"] > 0:
         word, text = "helps", f"Distillation helps: the distilled student beats the baseline by {ci}."
     elif d["high"] < 0:
@@ -158,7 +165,7 @@ def verdict(comparison: dict[str, Any], seeds: dict[str, Any] | None = None) -> 
     if seeds and len(seeds.get("student", [])) > 1 and len(seeds.get("baseline", [])) > 1:
         s, b = (np.asarray(seeds[k]) * 100 for k in ("student", "baseline"))
         text += (f" Across {len(s)} seeds: distilled {s.mean():.2f} ± {s.std(ddof=1):.2f}, baseline "
-                 f"{b.mean():.2f} ± {b.std(ddof=1):.2f} (mean ± sd, test accuracy %).")
+                 f"{b.mean():.2f} ± {b.std(ddof=1):.2f} (mean ± sd, test {name} %).")
     return word, text
 
 

@@ -340,9 +340,11 @@ class _Run:
         if kd.hidden_weight > 0:
             train_ds = self.kd_train
         else:
-            # The teacher is frozen: its logits for the training set never change, so compute them once.
-            lg, _ = predict_logits(teacher, self.loader("train", False, self.kd_train), self.accelerator.device,
-                                   desc="teacher logits")
+            # The teacher is frozen: its logits for the training set never change, so compute them once, in the
+            # training's precision (soft targets; bf16 halves this pass on CPU). Test scores stay in fp32.
+            with self.accelerator.autocast():
+                lg, _ = predict_logits(teacher, self.loader("train", False, self.kd_train), self.accelerator.device,
+                                       desc="teacher logits")
             train_ds = self.kd_train.add_column("teacher_logits", lg.tolist())
         for seed in cfg.train.all_seeds():
             set_seed(seed)

@@ -158,7 +158,8 @@ class _Context:
                     if data.transfer_texts else self.tok["train"])
         self.accelerator = make_accelerator(cfg.train.mixed_precision, cfg.train.cpu)
         teacher = load_trained(teacher_dir, attentions=False).to(self.accelerator.device).eval()
-        lg, _ = predict_logits(teacher, self.loader(kd_train, False), self.accelerator.device, desc="teacher logits")
+        with self.accelerator.autocast():  # soft targets in the training's precision, as the run computes them
+            lg, _ = predict_logits(teacher, self.loader(kd_train, False), self.accelerator.device, desc="teacher logits")
         self.kd_train = kd_train.add_column("teacher_logits", lg.tolist())
         self.plain_train = self.tok["train"]
         val_lg, _ = predict_logits(teacher, self.loader(self.tok["validation"], False), self.accelerator.device)
@@ -189,7 +190,7 @@ class _Context:
             train(student, self.loader(self.kd_train, True), None,
                   kd_objective(temperature, alpha, hard_weight=cfg.kd.hard_weight, class_weights=self.class_weights),
                   settings, self.accelerator)
-        student = merge_lora(self.accelerator.unwrap_model(student))
+        student = merge_lora(self.accelerator.unwrap_model(student, keep_fp32_wrapper=False))  # scored in fp32
         cell = {"temperature": temperature, "alpha": alpha, "train_time_s": round(time.perf_counter() - t0, 2),
                 **{f"val_{k}": v for k, v in self.score(student, "validation").items()}}
         return student, cell

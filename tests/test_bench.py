@@ -143,6 +143,17 @@ def test_bench_writes_a_valid_bench_json(benched, capsys):
     for k in ("pipeline_samples_per_s", "fixed_padding_samples_per_s", "trainer_samples_per_s"):
         assert t[k] > 0
     assert t["padding_efficiency"]["fixed_padding"] < t["padding_efficiency"]["pipeline"] <= 1
+    # Each method: samples/s, the work per second and its share of the matmul peak in its own precision.
+    methods = t["methods"]
+    assert {"pipeline", "fixed_padding", "trainer"} <= set(methods)
+    assert methods["trainer"]["mixed_precision"] == "no"
+    assert ("pipeline_fp32" in methods) == (t["mixed_precision"] != "no")
+    peaks = {"no": data["machine"]["matmul_gflops"], "bf16": data["machine"]["matmul_gflops_bf16"]}
+    for m in methods.values():
+        assert m["samples_per_s"] > 0 and m["gflops_per_s"] > 0
+        assert m["peak_share"] == pytest.approx(m["gflops_per_s"] / peaks[m["mixed_precision"]])
+    assert t["pipeline_vs_trainer"] == pytest.approx(methods["pipeline"]["samples_per_s"] / methods["trainer"]["samples_per_s"])
+    assert "GFLOP/s" in "\n".join(report.training_lines(t)) and "Trainer defaults (fp32)" in report.format_table(data)
     assert "targets" not in data
     table = report.format_table(data)
     assert "Distilled student, int8" in table and "targets:" not in table
@@ -226,3 +237,20 @@ def test_performance_page_draws_the_bench(benched, monkeypatch):
     assert any("Distilled student, int8" in str(df.value) for df in at.dataframe)
     assert any("Distilled student, ONNX int8" in str(df.value) for df in at.dataframe)
     assert any(m.label == "ONNX int8 vs teacher" for m in at.metric)
+
+
+def test_training_figure_draws_each_method_and_old_bench_files(benched):
+    import json
+
+    from distill_core.views import performance as pv
+
+    bench = json.loads((benched / "bench.json").read_text())
+    fig = pv.training_figure(bench)
+    methods = bench["training_throughput"]["methods"]
+    assert len(fig.data[0].x) == len(methods) and len(fig.data[1].y) == len(methods)  # samples/s, share of peak
+    table = pv.training_table(bench)
+    assert list(table["samples_per_s"]) == [m["samples_per_s"] for m in methods.values()]
+    # A bench.json written before methods were recorded one by one still draws (samples/s only).
+    t = {k: v for k, v in bench["training_throughput"].items() if k not in ("methods", "peak_gflops")}
+    old = pv.training_figure({**bench, "training_throughput": t})
+    assert len(old.data) == 1 and len(old.data[0].x) == 3

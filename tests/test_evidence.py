@@ -45,8 +45,21 @@ def test_a_known_case_mcnemar_and_the_bootstrap_agree_with_hand_figures():
     # The bootstrap distribution of a 20% rate over 100 texts: sd = sqrt(.2 * .8 / 100) = 4 points.
     assert d["low"] == pytest.approx(20 - 1.96 * 4, abs=1.5) and d["high"] == pytest.approx(20 + 1.96 * 4, abs=1.5)
     word, text = verdict(c)
-    assert word == "helps" and "+20.00 points" in text
+    assert word == "helps" and "+20.00 accuracy points" in text
     assert verdict(compare(y, b, a, 2))[0] == "hurts"
+
+
+def test_on_imbalanced_classes_the_verdict_follows_macro_f1():
+    """Same accuracy, but A finds the rare class and B never does: accuracy sees no difference, macro-F1 does."""
+    y = np.array([0] * 180 + [1] * 20)
+    a = y.copy()
+    a[:20] = 1  # A: finds every rare text, mislabels 20 common ones
+    b = np.zeros(200, int)  # B: always the majority class (the same 90% accuracy)
+    c = compare(y, a, b, 2)
+    assert c["accuracy_diff_points"]["estimate"] == pytest.approx(0.0)
+    assert verdict(c)[0] == "no measurable difference"
+    word, text = verdict(c, metric="macro_f1")
+    assert word == "helps" and "macro-F1 points" in text
 
 
 def test_batched_macro_f1_equals_sklearn():
