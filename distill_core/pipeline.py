@@ -75,6 +75,7 @@ from .transfer import load_transfer_texts, split_labelled, with_transfer
 
 logger = logging.getLogger(__name__)
 
+LSTM_SLOW_LR = 5e-4  # below this, the LSTM student barely moves in a few epochs (measured on AG News, see README)
 PROGRESS_EVERY_S = 1.0  # progress file writes while training, at most one per this many seconds
 
 
@@ -245,6 +246,10 @@ class _Run:
         self.train_loader, self.val_loader = self.loader("train", True), self.loader("validation", False)
         self.steps_total = self._planned_steps(teacher_src is None)
         logger.info("\n%s", _summary(cfg, self.run_dir, self.splits, padding_efficiency(self.train_loader), env))
+        if cfg.model.is_lstm() and cfg.train.lr_for("student") < LSTM_SLOW_LR:
+            logger.warning("The LSTM student learns slowly at --student-lr %g: on AG News it reached 0.64 validation "
+                           "accuracy in 2 epochs at 1e-4 and 0.88 at 1e-3. Consider --student-lr 1e-3.",
+                           cfg.train.lr_for("student"))
 
     def _planned_steps(self, train_teacher: bool) -> int:
         t = self.cfg.train
