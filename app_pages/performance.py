@@ -150,6 +150,12 @@ def bench_ui(run, b: dict) -> None:
         st.caption(f"Not measured (`--skip-training`). Re-run `{command(run.run_id)}` without it.")
     else:
         st.plotly_chart(training, width="stretch", key="perf_training")
+        peaks = (b.get("training_throughput") or {}).get("peak_gflops") or {}
+        if peaks.get("fp32") and peaks.get("bf16"):
+            st.caption(f"Share of the peak: the work done per second (a training step counts as three forward passes, "
+                       f"padding included) against this machine's matmul rate in the method's own precision, fp32 "
+                       f"{peaks['fp32']:.0f} or bf16 {peaks['bf16']:.0f} GFLOP/s. bf16 does more work per second at a "
+                       "smaller share of its higher peak.")
         st.download_button("Training comparison (CSV)", pv.training_table(b).to_csv(index=False).encode(),
                            f"{run.run_id}_training_throughput.csv", "text/csv", on_click="ignore",
                            icon=":material/download:", key="dl_training_csv")
