@@ -210,30 +210,27 @@ def predict(run_dir: Path, kind: str, text: str) -> Prediction:
     return _predict(str(model_dir(run_dir, kind)), model_stamp(run_dir, kind), text)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _attention(model_path: str, stamp: tuple, text: str) -> AttentionResult:
-    return _load_classifier(model_path, stamp).attention(text)
+@st.cache_data(max_entries=32, show_spinner=False)
+def _inspect(model_path: str, stamp: tuple, text: str, view: str) -> AttentionResult | PoolingResult:
+    return getattr(_load_classifier(model_path, stamp), view)(text)
+
+
+def _inspect_text(run_dir: Path, kind: str, text: str, view: str, what: str) -> AttentionResult | PoolingResult:
+    """``classifier.<view>(text)`` of the run's ``kind`` model, cached per model version and text."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"The text is empty: type a sentence to see its {what}.")
+    classifier(run_dir, kind)  # raises the friendly error; the model is then in the resource cache
+    return _inspect(str(model_dir(run_dir, kind)), model_stamp(run_dir, kind), text, view)
 
 
 def attention(run_dir: Path, kind: str, text: str) -> AttentionResult:
     """Tokens and the attention tensor ``(L, H, T, T)`` of one model for one text (cached)."""
-    if not isinstance(text, str) or not text.strip():
-        raise InputError("The text is empty: type a sentence to see its attention.")
-    classifier(run_dir, kind)
-    return _attention(str(model_dir(run_dir, kind)), model_stamp(run_dir, kind), text)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def _pooling(model_path: str, stamp: tuple, text: str) -> PoolingResult:
-    return _load_classifier(model_path, stamp).pooling(text)
+    return _inspect_text(run_dir, kind, text, "attention", "attention")
 
 
 def pooling(run_dir: Path, kind: str, text: str) -> PoolingResult:
     """Tokens and the LSTM student's attention-pooling weights ``(T,)`` for one text (cached)."""
-    if not isinstance(text, str) or not text.strip():
-        raise InputError("The text is empty: type a sentence to see its pooling weights.")
-    classifier(run_dir, kind)
-    return _pooling(str(model_dir(run_dir, kind)), model_stamp(run_dir, kind), text)
+    return _inspect_text(run_dir, kind, text, "pooling", "pooling weights")
 
 
 def is_recurrent(run_dir: Path, kind: str) -> bool:

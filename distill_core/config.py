@@ -445,17 +445,13 @@ PRESET_SUMMARIES = {
 # in bf16 on an AVX512-BF16 CPU, 7 min 34 s in fp32):
 # the 6,080-row offline AG News train split, one teacher epoch, two student epochs at a higher
 # learning rate (a student trained a little longer than its teacher catches up; see README).
+_QUICK_TRAIN = {"batch_size": 32, "epochs": 1.0, "learning_rate": 1e-4, "student_epochs": 2.0,
+                "student_learning_rate": 1e-4}  # quick's schedule, shared by the presets sized like it
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "data": {"dataset": "ag_news", "max_length": 128},
         "model": {"teacher": PACKAGED_TEACHER},
-        "train": {
-            "batch_size": 32,
-            "epochs": 1.0,
-            "learning_rate": 1e-4,
-            "student_epochs": 2.0,
-            "student_learning_rate": 1e-4,
-        },
+        "train": dict(_QUICK_TRAIN),
         "kd": {"temperature": 2.0, "alpha": 0.5},
     },
     # Few labels, many texts: 500 labelled AG News rows for the teacher and the baseline; the distilled student also
@@ -498,13 +494,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"dataset": "imdb", "max_length": 128, "truncation": "head+tail", "max_train_samples": 2500,
                  "max_eval_samples": 500, "max_test_samples": 1000},
         "model": {"teacher": PACKAGED_TEACHER},
-        "train": {
-            "batch_size": 32,
-            "epochs": 1.0,
-            "learning_rate": 1e-4,
-            "student_epochs": 2.0,
-            "student_learning_rate": 1e-4,
-        },
+        "train": dict(_QUICK_TRAIN),
         "kd": {"temperature": 2.0, "alpha": 0.5},
     },
     # Imbalanced classes: hate_speech18, 10,944 forum sentences in one split, 87% noHate and 73 idk/skip. Test (10%)
