@@ -25,6 +25,8 @@ import asyncio
 import ipaddress
 import json
 import math
+import socket
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -114,6 +116,28 @@ def check_loopback(url: str) -> str:
 
 
 # ----------------------------------------------------------------------------- checking an answer
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for a service a script or a test starts locally."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_healthy(url: str, proc: subprocess.Popen, timeout_s: float, poll_s: float = 0.3) -> bool:
+    """Poll ``url`` (a health endpoint) until it answers 200; False if ``proc`` exits or ``timeout_s`` passes first."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(poll_s)
+    return False
 
 
 def problem_with(body: Any, labels: list[str]) -> str | None:

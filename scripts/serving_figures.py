@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,14 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from distill_core.bench.measure import OtherLoad  # noqa: E402
-from distill_core.loadtest import LoadSettings, format_report, run_load, run_texts  # noqa: E402
+from distill_core.loadtest import (  # noqa: E402
+    LoadSettings,
+    format_report,
+    free_port,
+    run_load,
+    run_texts,
+    wait_until_healthy,
+)
 from distill_core.runs import resolve_run  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tree_cpu_seconds(pid: int) -> float:
@@ -47,7 +47,6 @@ def _tree_cpu_seconds(pid: int) -> float:
 
 
 def load_test(run: Path, backend: str, texts: list[str], args) -> None:
-    import httpx
 
     import tempfile
 
@@ -58,17 +57,9 @@ def load_test(run: Path, backend: str, texts: list[str], args) -> None:
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                raise SystemExit(f"serve --backend {backend} did not start:\n{log.read()[-2000:]}")
-            time.sleep(0.3)
+        if not wait_until_healthy(f"{url}/health", proc, timeout_s=120):
+            log.seek(0)
+            raise SystemExit(f"serve --backend {backend} did not start:\n{log.read()[-2000:]}")
         server_cpu = _tree_cpu_seconds(proc.pid)
         other = OtherLoad().start()
         t0 = time.perf_counter()

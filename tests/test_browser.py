@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from distill_core.loadtest import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,12 +31,6 @@ CHARTS = '[data-testid="stPlotlyChart"]'
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("DISTILL_REQUIRE_BROWSER"),
                                 reason="Debian's Chromium is not installed at /usr/bin/chromium "
                                        "(apt-get install chromium; .ci/run does this)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +49,8 @@ def server(tmp_path_factory, tiny_run):
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"streamlit did not start (exit {proc.poll()}):\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+        if not wait_until_healthy(f"{url}/_stcore/health", proc, timeout_s=60, poll_s=0.5):
+            pytest.fail(f"streamlit did not start (exit {proc.poll()}):\n{log_path.read_text()[-3000:]}")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # its own session: this stops exactly the server we started

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from hypothesis import HealthCheck, settings
 from distill_core.cli import main
 from distill_core.errors import ConfigError
 from distill_core.inference import TextClassifier
-from distill_core.loadtest import LoadSettings, check_loopback, problem_with, run_load
+from distill_core.loadtest import LoadSettings, check_loopback, free_port, problem_with, run_load, wait_until_healthy
 from distill_core.runs import model_dir, read_json
 from distill_core.serve import ServeSettings, create_app, service_info
 
@@ -303,12 +302,6 @@ def test_fuzzed_requests_never_get_a_500_and_match_the_schema(case):
 # ----------------------------------------------------------------------------- the command, on a free loopback port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def exported_run(tiny_run, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("serve_runs") / tiny_run.name
@@ -330,16 +323,8 @@ def server(exported_run, tmp_path_factory):
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"serve did not start (exit {proc.poll()}):\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+        if not wait_until_healthy(f"{url}/health", proc, timeout_s=60, poll_s=0.2):
+            pytest.fail(f"serve did not start (exit {proc.poll()}):\n{log_path.read_text()[-3000:]}")
         yield url, proc, log_path
     finally:
         if proc.poll() is None:
