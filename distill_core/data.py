@@ -74,6 +74,11 @@ class Splits:
     def as_dict(self) -> DatasetDict:
         return DatasetDict(train=self.train, validation=self.validation, test=self.test)
 
+    def train_label_counts(self) -> dict[str, int]:
+        """Training rows per class name (the labelled rows only, in the few-labels setting)."""
+        counts = np.bincount(np.asarray(list(self.train["label"]), dtype=np.int64), minlength=len(self.label_names))
+        return {name: int(n) for name, n in zip(self.label_names, counts)}
+
 
 # ----------------------------------------------------------------------------- where the dataset is
 

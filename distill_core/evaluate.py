@@ -71,8 +71,7 @@ def train_label_counts(saved: dict, splits: Splits) -> dict[str, int]:
     recorded = (saved.get("dataset_info") or {}).get("train_label_counts")
     if isinstance(recorded, dict) and set(recorded) == set(names):
         return {n: int(recorded[n]) for n in names}
-    counts = np.bincount(np.asarray(list(splits.train["label"]), dtype=np.int64), minlength=len(names))
-    return {n: int(c) for n, c in zip(names, counts)}
+    return splits.train_label_counts()
 
 
 def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | None = None,

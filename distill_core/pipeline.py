@@ -18,7 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, set_seed
@@ -237,7 +236,7 @@ class _Run:
         info = self.splits.info()
         if transfer_texts:
             info["rows"]["transfer"] = len(transfer_texts)
-        info["train_label_counts"] = label_counts(self.splits)
+        info["train_label_counts"] = self.splits.train_label_counts()
         self.meta = {**cfg.to_dict(), "dataset_info": info, "environment": env, "architectures": {},
                      "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if self.class_weights is not None:  # per class name, for the Overview
@@ -377,12 +376,6 @@ class _Run:
             self.fit("baseline", build_student(self.cfg.model, self.splits.label_names, **self.student_inputs(seed)),
                      self.ce_objective(),
                      self.loader("train", True, seed=seed), seed)
-
-
-def label_counts(splits: Splits) -> dict[str, int]:
-    """Training rows per class name (the labelled rows only, in the few-labels setting)."""
-    counts = np.bincount(np.asarray(list(splits.train["label"]), dtype=np.int64), minlength=len(splits.label_names))
-    return {name: int(n) for name, n in zip(splits.label_names, counts)}
 
 
 def class_weights_for(cfg: RunConfig, splits: Splits) -> torch.Tensor | None:
