@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from distill_core import app
-from distill_core.calibration import N_BINS, temperatures
+from distill_core.evidence.calibration import N_BINS, temperatures
 from distill_core.config import MODEL_KINDS, MODEL_TITLES
 from distill_core.views import calibration as cv
 

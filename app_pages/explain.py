@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from distill_core import app
-from distill_core.attributions import TOP_K, agreement, agreement_row, attention_rollout, sample_rows
+from distill_core.evidence.attributions import TOP_K, agreement, agreement_row, attention_rollout, sample_rows
 from distill_core.config import MODEL_TITLES, SHORT_TITLES
 from distill_core.views import explain as ev
 

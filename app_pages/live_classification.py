@@ -12,7 +12,7 @@ import random
 import streamlit as st
 
 from distill_core import app
-from distill_core.calibration import temperatures
+from distill_core.evidence.calibration import temperatures
 from distill_core.config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, SHORT_TITLES
 from distill_core.errors import RunError
 from distill_core.views import live as lv

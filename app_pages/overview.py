@@ -11,7 +11,7 @@ import streamlit as st
 from distill_core import app
 from distill_core.config import MODEL_KINDS, MODEL_TITLES, ShipConfig
 from distill_core.errors import RunError
-from distill_core.evidence import ship_checks
+from distill_core.evidence.verdict import ship_checks
 from distill_core.views import evidence as ev
 from distill_core.views import overview as ov
 

@@ -11,7 +11,7 @@ import streamlit as st
 
 from distill_core import app, jobs
 from distill_core.runs import read_progress
-from distill_core.sweep import SweepSettings, load_sweep
+from distill_core.train.sweep import SweepSettings, load_sweep
 from distill_core.views import sweep as sv
 
 JOB_KEY = "sweep_jobs"  # {run_id: jobs.Job} of sweeps this session started

@@ -25,16 +25,16 @@ from typing import Iterator, Sequence
 import pandas as pd
 import streamlit as st
 
-from .attributions import N_STEPS, Attribution, integrated_gradients, sample_rows
-from .calibration import Progress, calibrate_run, read_calibration
+from .evidence.attributions import N_STEPS, Attribution, integrated_gradients, sample_rows
+from .evidence.calibration import Progress, calibrate_run, read_calibration
 from .config import MODEL_TITLES, runs_dir
 from .errors import DistillError, RunError
-from .inference import AttentionResult, InputError, PoolingResult, Prediction, TextClassifier
+from .ship.inference import AttentionResult, InputError, PoolingResult, Prediction, TextClassifier
 from .runs import (
     CALIBRATION_FILE, CONFIG_FILE, MODEL_CONFIG, MODEL_WEIGHTS, PREDICTIONS_FILE, RunInfo, bench_path, has_model,
     list_runs, load_run, metrics_path, model_dir, read_json, read_metrics,
 )
-from .similarity import LayerSimilarity, layer_similarity as _compare_layers
+from .evidence.similarity import LayerSimilarity, layer_similarity as _compare_layers
 from .views.live import attention_default_text, batch_table
 from .views.runs import default_run_id
 
@@ -316,7 +316,7 @@ def bench(run_dir: Path, arch: str = "run") -> dict | None:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _read_pruning(run_dir: str, kind: str, stamp: tuple | None) -> dict | None:
-    from .prune import load_pruning
+    from .train.prune import load_pruning
 
     return load_pruning(Path(run_dir), kind) if stamp is not None else None
 
@@ -367,7 +367,7 @@ def explain(run_dir: Path, kind: str, text: str, target: int | None = None, n_st
 
 @st.cache_data(max_entries=4, show_spinner="Loading the validation split…")
 def _validation_texts(run_dir: str, stamp: tuple | None, n: int, seed: int) -> list[str]:
-    from .evaluate import run_splits
+    from .train.data import run_splits
 
     texts = list(run_splits(Path(run_dir)).validation["text"])
     return [texts[i] for i in sample_rows(len(texts), n, seed)]

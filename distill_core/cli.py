@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run", help="run id or folder")
     pr.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
     _add_flags(pr, PRUNE_FLAGS)
-    from . import loadtest, onnx_export, serve
+    from .ship import loadtest, onnx_export, serve
 
     for module in (serve, onnx_export, loadtest):  # each defines its own flags and runs its own command
         module.add_parser(sub)
@@ -289,7 +289,7 @@ def _root(args) -> Path | None:
 
 
 def cmd_train(args) -> int:
-    from .pipeline import run_pipeline
+    from .train.pipeline import run_pipeline
     from .runs import list_runs
 
     cfg = config_from_args(args).validate()
@@ -340,7 +340,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_run
+    from .evidence.evaluate import evaluate_run
     from .runs import resolve_run
 
     evaluate_run(resolve_run(args.run, _root(args)))
@@ -357,7 +357,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import SweepSettings, run_sweep
+    from .train.sweep import SweepSettings, run_sweep
     from .views.sweep import format_sweep
 
     settings = SweepSettings()
@@ -368,7 +368,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_prune(args) -> int:
-    from .prune import PruneSettings, run_prune
+    from .train.prune import PruneSettings, run_prune
     from .views.performance import format_pruning
 
     settings = PruneSettings()
@@ -382,7 +382,7 @@ CHECK_FAILED = 3  # `check`'s exit code when a check fails or is not measured (2
 
 def cmd_check(args) -> int:
     from .bench.report import load_bench
-    from .evidence import format_checks, ship_checks
+    from .evidence.verdict import format_checks, ship_checks
     from .runs import RESULTS_FILE, check_results, read_json, resolve_run
 
     thresholds = ship_config_from_args(args)
@@ -399,19 +399,19 @@ def cmd_check(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .serve import run_command
+    from .ship.serve import run_command
 
     return run_command(args)
 
 
 def cmd_export(args) -> int:
-    from .onnx_export import run_command
+    from .ship.onnx_export import run_command
 
     return run_command(args)
 
 
 def cmd_loadtest(args) -> int:
-    from .loadtest import run_command
+    from .ship.loadtest import run_command
 
     return run_command(args)
 

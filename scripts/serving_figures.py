@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from distill_core.bench.measure import OtherLoad  # noqa: E402
-from distill_core.loadtest import (  # noqa: E402
+from distill_core.ship.loadtest import (  # noqa: E402
     LoadSettings,
     format_report,
     free_port,
@@ -75,8 +75,8 @@ def load_test(run: Path, backend: str, texts: list[str], args) -> None:
 
 
 def microbatch_check(run: Path, texts: list[str], n: int = 256) -> None:
-    from distill_core.onnx_export import load_classifier
-    from distill_core.serve import ServeSettings
+    from distill_core.ship.onnx_export import load_classifier
+    from distill_core.ship.serve import ServeSettings
 
     texts = texts[:n]
     for backend in ("torch", "onnx-int8"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from distill_core.loadtest import free_port, wait_until_healthy
+from distill_core.ship.loadtest import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

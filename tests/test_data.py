@@ -2,9 +2,9 @@ import pandas as pd
 import pytest
 from conftest import LABELS, card, make_texts, shared_data_dir, write_hub_folder
 
-from distill_core.batching import make_loader, padding_efficiency, tokenize_splits
+from distill_core.train.batching import make_loader, padding_efficiency, tokenize_splits
 from distill_core.config import DataConfig
-from distill_core.data import DataError, load_splits, resolve_dataset
+from distill_core.train.data import DataError, load_splits, resolve_dataset
 
 
 def _cfg(path, **kw):
@@ -219,7 +219,7 @@ def test_int_label_only_in_test_is_refused(tmp_path):
 def test_declared_class_without_training_rows_is_allowed_with_a_warning(tmp_path, caplog):
     train = make_texts(40, 0)
     d = write_hub_folder(tmp_path / "rare", {"train": train[train.label != 3], "test": make_texts(8, 1)})
-    with caplog.at_level("WARNING", logger="distill_core.data"):
+    with caplog.at_level("WARNING", logger="distill_core.train.data"):
         s = load_splits(_cfg(d))
     assert s.label_names == LABELS
     assert any("'Sci/Tech'" in n and "no training rows" in n and "test has 2 rows" in n for n in s.notes), s.notes
@@ -307,7 +307,7 @@ def test_path_like_dataset_that_does_not_exist_fails_at_once(tmp_path, monkeypat
         raise AssertionError("a path-like name must never reach load_dataset")
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("distill_core.dataset_files.datasets.load_dataset", no_hub)
+    monkeypatch.setattr("distill_core.train.dataset_files.datasets.load_dataset", no_hub)
     (tmp_path / "data").mkdir()
     _refused(tmp_path, DataConfig(dataset="data/mydata"), "Dataset folder 'data/mydata' not found: "
              f"{tmp_path.resolve() / 'data' / 'mydata'} does not exist", "Fix: pass an existing folder")
@@ -384,7 +384,7 @@ def test_card_split_with_an_unknown_name_is_dropped_with_a_note(tmp_path, caplog
     """A split the card declares is deliberate (texts for --transfer-split, say): dropped, but never silently."""
     d = write_hub_folder(tmp_path / "extra", {"train": make_texts(40, 0), "test": make_texts(8, 1),
                                               "holdout": make_texts(8, 2)})
-    with caplog.at_level("WARNING", logger="distill_core.data"):
+    with caplog.at_level("WARNING", logger="distill_core.train.data"):
         s = load_splits(_cfg(d))
     assert (len(s.train), len(s.test)) == (36, 8)
     assert any("'holdout' not used" in n for n in s.notes), s.notes

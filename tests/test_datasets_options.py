@@ -16,18 +16,18 @@ import torch.nn.functional as F
 from datasets import Dataset, DatasetDict
 
 from conftest import LABELS, make_texts, shared_data_dir, train_args, write_hub_folder
-from distill_core.batching import tokenize_splits
+from distill_core.train.batching import tokenize_splits
 from distill_core.cli import build_parser, config_from_args, main
 from distill_core.config import PRESET_SUMMARIES, PRESETS, RunConfig
-from distill_core.data import load_splits, resolve_dataset
+from distill_core.train.data import load_splits, resolve_dataset
 from distill_core.errors import ConfigError
-from distill_core.evidence import headline_metric
-from distill_core.inference import TextClassifier
-from distill_core.losses import IGNORE_INDEX, balanced_class_weights, cross_entropy, kd_loss, masked_cross_entropy
+from distill_core.evidence.verdict import headline_metric
+from distill_core.ship.inference import TextClassifier
+from distill_core.train.losses import IGNORE_INDEX, balanced_class_weights, cross_entropy, kd_loss, masked_cross_entropy
 from distill_core.runs import model_dir
-from distill_core.training import cross_entropy_objective, kd_objective
-from distill_core.transfer import with_transfer
-from distill_core.truncation import TRUNCATIONS, cut, encode, head_tail_split
+from distill_core.train.loop import cross_entropy_objective, kd_objective
+from distill_core.train.transfer import with_transfer
+from distill_core.train.truncation import TRUNCATIONS, cut, encode, head_tail_split
 from distill_core.views import overview as ov
 
 # 36 words the fixture vocabulary holds as one token each: a text of them has one id per word.
@@ -71,7 +71,7 @@ def test_a_long_text_keeps_exactly_the_expected_ids(tokenizer, rule):
 
 def test_the_manual_cut_at_the_head_matches_the_tokenizers_own(tokenizer):
     # "head" uses the tokenizer's truncation; the special-token path must agree with it.
-    from distill_core.truncation import special_tokens
+    from distill_core.train.truncation import special_tokens
 
     before, after = special_tokens(tokenizer)
     ids = tokenizer(LONG, add_special_tokens=False)["input_ids"]
@@ -92,7 +92,7 @@ def test_short_texts_are_identical_under_every_rule(tokenizer):
 
 @pytest.mark.parametrize("rule", TRUNCATIONS)
 def test_the_classifier_cuts_texts_as_its_run_did(tokenizer, teacher_dir, tmp_path, rule):
-    from distill_core.models import load_teacher
+    from distill_core.train.models import load_teacher
 
     model = load_teacher(str(teacher_dir), LABELS)
     model.config.distill_max_length, model.config.distill_truncation = MAX_LENGTH, rule
@@ -106,8 +106,8 @@ def test_the_classifier_cuts_texts_as_its_run_did(tokenizer, teacher_dir, tmp_pa
 
 
 def test_the_onnx_export_cuts_texts_as_its_run_did(tokenizer, teacher_dir, tmp_path):
-    from distill_core.models import load_teacher
-    from distill_core.onnx_export import OnnxClassifier, write_graphs
+    from distill_core.train.models import load_teacher
+    from distill_core.ship.onnx_export import OnnxClassifier, write_graphs
 
     model = load_teacher(str(teacher_dir), LABELS).eval()
     model.config.distill_max_length, model.config.distill_truncation = MAX_LENGTH, "tail"
@@ -120,7 +120,7 @@ def test_the_onnx_export_cuts_texts_as_its_run_did(tokenizer, teacher_dir, tmp_p
 
 
 def test_a_model_saved_before_the_choice_cuts_at_the_head(tokenizer, teacher_dir, tmp_path):
-    from distill_core.models import load_teacher
+    from distill_core.train.models import load_teacher
 
     load_teacher(str(teacher_dir), LABELS).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)

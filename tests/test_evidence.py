@@ -13,8 +13,8 @@ from sklearn.metrics import f1_score
 from conftest import train_args
 from distill_core.cli import CHECK_FAILED, main
 from distill_core.config import ShipConfig
-from distill_core.evidence import compare, fidelity, macro_f1_batch, mcnemar, ship_checks, verdict
-from distill_core.losses import IGNORE_INDEX, kd_loss
+from distill_core.evidence.verdict import compare, fidelity, macro_f1_batch, mcnemar, ship_checks, verdict
+from distill_core.train.losses import IGNORE_INDEX, kd_loss
 
 NAMES = ["a", "b", "c"]
 
@@ -166,7 +166,7 @@ def test_few_labels_teacher_and_baseline_see_only_the_labelled_rows(tmp_path, da
 
 
 def test_sweep_scores_cells_on_validation_resumes_and_reports_test_once(tmp_path, tiny_run, monkeypatch, capsys):
-    from distill_core import sweep as sweep_mod
+    from distill_core.train import sweep as sweep_mod
     from distill_core.views.sweep import format_sweep, heatmap_figure, heatmap_png, sweep_table
 
     run = tmp_path / tiny_run.name

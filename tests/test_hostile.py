@@ -215,7 +215,7 @@ def test_runs_table_keeps_one_line_per_run_and_sorts_runs_without_config_by_time
 
 def test_a_model_saved_with_max_length_beyond_its_positions_reads_long_texts(tmp_path, tiny_run):
     """A run saved before max_length was checked: the classifier still never reads past its position table."""
-    from distill_core.inference import TextClassifier
+    from distill_core.ship.inference import TextClassifier
 
     run = copy_run(tiny_run, tmp_path)
     cfg_path = run / "student" / "config.json"

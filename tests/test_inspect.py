@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from distill_core import attributions as at
-from distill_core import calibration as cal
-from distill_core import similarity as sim
+from distill_core.evidence import attributions as at
+from distill_core.evidence import calibration as cal
+from distill_core.evidence import similarity as sim
 from distill_core.errors import InputError, RunError
-from distill_core.inference import TextClassifier
-from distill_core.models import build_student_from_teacher
+from distill_core.ship.inference import TextClassifier
+from distill_core.train.models import build_student_from_teacher
 from distill_core.runs import CALIBRATION_FILE
 from distill_core.views import calibration as cv
 from distill_core.views import disagreements as dv

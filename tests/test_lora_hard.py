@@ -15,8 +15,8 @@ from conftest import LABELS, train_args
 from distill_core.cli import main
 from distill_core.config import LoraSpec, RunConfig, parse_lora
 from distill_core.errors import ConfigError
-from distill_core.losses import IGNORE_INDEX, kd_loss
-from distill_core.models import apply_lora, build_student_from_teacher, load_trained, merge_lora, trainable_parameters
+from distill_core.train.losses import IGNORE_INDEX, kd_loss
+from distill_core.train.models import apply_lora, build_student_from_teacher, load_trained, merge_lora, trainable_parameters
 from distill_core.runs import read_metrics
 from distill_core.views import overview as ov
 from tiny_models import tiny_teacher
@@ -222,7 +222,7 @@ def test_overview_shows_trainable_against_total_parameters(lora_run):
 
 
 def test_sweep_trains_its_cells_as_the_run_did(lora_run, tmp_path):
-    from distill_core.sweep import SweepSettings, run_sweep
+    from distill_core.train.sweep import SweepSettings, run_sweep
 
     run = tmp_path / "lora"
     shutil.copytree(lora_run, run)

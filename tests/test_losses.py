@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill_core.losses import cross_entropy, hidden_cosine_loss, kd_loss
+from distill_core.train.losses import cross_entropy, hidden_cosine_loss, kd_loss
 
 
 def _logits(seed=0, b=6, c=4):

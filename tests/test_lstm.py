@@ -12,13 +12,13 @@ import torch
 from datasets import Dataset
 
 from conftest import LABELS, make_texts, train_args
-from distill_core.batching import make_loader
+from distill_core.train.batching import make_loader
 from distill_core.cli import main
 from distill_core.config import ModelConfig, RunConfig
 from distill_core.errors import ConfigError, ModelError
-from distill_core.lstm import LstmConfig, LstmForSequenceClassification, train_word2vec
-from distill_core.models import build_student, label_maps, load_trained
-from distill_core.training import LoopSettings, cross_entropy_objective, make_accelerator, train
+from distill_core.train.lstm import LstmConfig, LstmForSequenceClassification, train_word2vec
+from distill_core.train.models import build_student, label_maps, load_trained
+from distill_core.train.loop import LoopSettings, cross_entropy_objective, make_accelerator, train
 
 TINY = dict(embedding_dim=32, hidden_size=16, attention_dim=16)
 
@@ -167,7 +167,7 @@ def test_word2vec_init_copies_the_learned_vectors(teacher_dir, tokenizer):
 
 
 def test_lstm_config_mistakes_are_config_errors_with_the_fix(teacher_dir, dataset_dir):
-    from distill_core.pipeline import check_models
+    from distill_core.train.pipeline import check_models
 
     cfg = RunConfig()
     cfg.model.student, cfg.kd.hidden_weight = "lstm", 0.5
@@ -244,7 +244,7 @@ def test_cli_run_with_lstm_students_is_complete_and_evaluate_accepts_it(lstm_run
 
 
 def test_lstm_run_serves_pooling_not_attention_maps(lstm_run):
-    from distill_core.inference import TextClassifier
+    from distill_core.ship.inference import TextClassifier
 
     clf = TextClassifier.load(lstm_run / "student")
     assert clf.is_recurrent and clf.num_heads is None and clf.num_layers == 2 and clf.max_length == 32
@@ -256,7 +256,7 @@ def test_lstm_run_serves_pooling_not_attention_maps(lstm_run):
 
 
 def test_lstm_student_exports_to_onnx_and_matches_pytorch(lstm_run, tmp_path):
-    from distill_core.onnx_export import export_onnx
+    from distill_core.ship.onnx_export import export_onnx
 
     run = tmp_path / lstm_run.name
     shutil.copytree(lstm_run, run)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from distill_core.models import (
+from distill_core.train.models import (
     ModelError, build_student_from_teacher, default_layer_map, describe, packaged_teacher_path,
 )
 from tiny_models import tiny_teacher

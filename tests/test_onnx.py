@@ -19,12 +19,12 @@ import pytest
 import torch
 import yaml
 
-from distill_core import onnx_export
+from distill_core.ship import onnx_export
 from distill_core.cli import main
 from distill_core.errors import InputError, RunError
-from distill_core.inference import TextClassifier
-from distill_core.model_card import model_card, write_model_cards
-from distill_core.onnx_export import OnnxClassifier, load_classifier
+from distill_core.ship.inference import TextClassifier
+from distill_core.ship.model_card import model_card, write_model_cards
+from distill_core.ship.onnx_export import OnnxClassifier, load_classifier
 from distill_core.runs import (
     ONNX_EXPORT_FILE, ONNX_INT8_MODEL, ONNX_MODEL, PREDICTIONS_FILE, model_dir, onnx_dir, read_json,
 )

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill_core import prune
+from distill_core.train import prune
 from distill_core.cli import main
-from distill_core.models import load_trained
+from distill_core.train.models import load_trained
 from distill_core.runs import RESULTS_FILE, load_run, pruned_model_dir, pruning_path
 from distill_core.views import performance as pv
 from tiny_models import tiny_teacher

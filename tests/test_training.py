@@ -5,9 +5,9 @@ import torch
 from datasets import Dataset
 from tiny_models import tiny_teacher
 
-from distill_core.batching import make_loader
-from distill_core.models import build_student_from_teacher
-from distill_core.training import (
+from distill_core.train.batching import make_loader
+from distill_core.train.models import build_student_from_teacher
+from distill_core.train.loop import (
     LoopSettings,
     cross_entropy_objective,
     kd_objective,
@@ -108,7 +108,7 @@ def test_hidden_loss_needs_teacher_and_map():
 
 
 def test_auto_precision_is_bf16_exactly_on_cpus_that_compute_it(monkeypatch):
-    import distill_core.training as tr
+    import distill_core.train.loop as tr
 
     monkeypatch.setattr(tr.torch.cuda, "is_available", lambda: False)
     for caps, expected in (({"avx512_bf16": True}, "bf16"), ({"amx_bf16": True}, "bf16"),
@@ -161,7 +161,7 @@ def test_step_rows_arrive_in_order_with_numbers_before_each_evaluation(loaders, 
 
 
 def test_phases_add_up_to_the_training_time(loaders, tokenizer):
-    from distill_core.training import PHASES
+    from distill_core.train.loop import PHASES
 
     train_dl, val_dl, _ = loaders
     res = train(tiny_teacher(tokenizer.vocab_size, LABELS), train_dl, val_dl, cross_entropy_objective,
@@ -172,7 +172,7 @@ def test_phases_add_up_to_the_training_time(loaders, tokenizer):
 
 
 def test_a_batch_of_hidden_labels_logs_nan_accuracy(tokenizer):
-    from distill_core.losses import IGNORE_INDEX
+    from distill_core.train.losses import IGNORE_INDEX
 
     ds = Dataset.from_dict({"text": ["the team won ."] * 4, "label": [IGNORE_INDEX] * 4})
     ds = ds.map(lambda b: {**tokenizer(b["text"]), "length": [5] * len(b["text"])}, batched=True

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from distill_core.errors import InputError, RunError
-from distill_core.inference import AttentionResult, Prediction
+from distill_core.ship.inference import AttentionResult, Prediction
 from distill_core.views import attention as av
 from distill_core.views import curves as cv
 from distill_core.views import live as lv

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from distill_core.models import label_maps
+from distill_core.train.models import label_maps
 
 
 def tiny_bert_config(vocab_size: int, label_names: list[str], **overrides) -> BertConfig:

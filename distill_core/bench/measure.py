@@ -27,8 +27,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import lstm
-from ..models import encoder_shape
+from ..train import lstm
+from ..train.models import encoder_shape
 from .settings import QENGINES, BenchSettings
 
 # ----------------------------------------------------------------------------- the machine
@@ -260,7 +260,7 @@ def throughput_and_accuracy(clf, texts: list[str], labels: np.ndarray | None, ba
     accuracy and macro-F1 of the same predictions."""
     # Imported here: the probe process imports this module, and the training stack (accelerate, sklearn)
     # would add to the peak memory it measures.
-    from ..training import accuracy_f1
+    from ..train.loop import accuracy_f1
 
     clf.predict_logits(texts[:batch_size], batch_size=batch_size)
     t0 = time.perf_counter()

@@ -77,8 +77,8 @@ def _probe_main() -> None:
     import transformers.models.bert.modeling_bert  # noqa: F401 - imported before timing, see docstring
     import transformers.models.distilbert.modeling_distilbert  # noqa: F401
 
-    from ..inference import TextClassifier
-    from ..onnx_export import OnnxClassifier
+    from ..ship.inference import TextClassifier
+    from ..ship.onnx_export import OnnxClassifier
 
     spec = json.loads(sys.stdin.read())
     torch.set_num_threads(int(spec["threads"]))

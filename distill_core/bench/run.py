@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import RunError
-from ..model_card import refresh_model_cards
+from ..ship.model_card import refresh_model_cards
 from ..runs import (
     MODEL_WEIGHTS, bench_path, clear_progress, has_model, load_run, load_run_config, model_dir, onnx_dir, resolve_run,
     write_json_atomic, write_progress,
@@ -110,8 +110,8 @@ def _run_models(run_dir: Path) -> list[_Source]:
 def _onnx_models(student: Path, run_dir: Path | None, into: Path, stages: "_Stages", notes: list[str]) -> list[_Source]:
     """The student on ONNX Runtime, fp32 and int8: the run's own export when it is current, else one made in ``into``
     with the same code as ``export`` (and not kept)."""
-    from ..inference import TextClassifier
-    from ..onnx_export import write_graphs
+    from ..ship.inference import TextClassifier
+    from ..ship.onnx_export import write_graphs
 
     folder = onnx_dir(run_dir, "student") if run_dir is not None and _has_current_export(run_dir) else None
     if folder is None:
@@ -128,7 +128,7 @@ def _onnx_models(student: Path, run_dir: Path | None, into: Path, stages: "_Stag
 
 
 def _has_current_export(run_dir: Path) -> bool:
-    from ..onnx_export import check_export
+    from ..ship.onnx_export import check_export
 
     try:
         check_export(run_dir, "student", int8=True)
@@ -141,7 +141,7 @@ def _bert_base_models(tokenizer, label_names: list[str], max_length: int, into: 
     """Randomly initialised bert-base / distilbert-base shapes, saved to ``into`` so the probe loads them from disk."""
     from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
 
-    from ..models import label_maps
+    from ..train.models import label_maps
 
     vocab = max(bench_settings.BERT_BASE_VOCAB, len(tokenizer))
     shapes = bench_settings.ARCH_SHAPES["bert-base"]
@@ -187,9 +187,9 @@ class _Stages:
 def _load_models(sources: list[_Source], max_length: int, max_text: str, settings: BenchSettings,
                  stages: _Stages) -> tuple[dict[str, Any], dict[str, dict[str, Any]], str | None, dict[str, float]]:
     """Classifiers to time, their static figures (size, parameters, shape), and the int8 engine chosen."""
-    from ..inference import TextClassifier
-    from ..models import encoder_shape
-    from ..onnx_export import OnnxClassifier
+    from ..ship.inference import TextClassifier
+    from ..train.models import encoder_shape
+    from ..ship.onnx_export import OnnxClassifier
 
     clfs: dict[str, Any] = {}
     models: dict[str, dict[str, Any]] = {}
@@ -256,7 +256,7 @@ def _throughput(clf, texts: list[str], labels: np.ndarray | None, token_counts: 
 def _bench(run_dir: Path, info, settings: BenchSettings, report: Callable[[float, str], None]) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
-    from ..evaluate import run_splits
+    from ..train.data import run_splits
 
     report(0.0, "loading the run's data")
     cfg = load_run_config(run_dir)

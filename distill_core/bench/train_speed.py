@@ -73,7 +73,7 @@ def _window_gflops(config, shapes: list[tuple[int, int]], skip: int, steps: int,
 def _pipeline_rate(model, loader, steps: int, lr: float, weight_decay: float, device: str,
                    precision: str = "no") -> dict[str, float]:
     """The pipeline's own training loop (``training.train``) for ``steps`` steps over ``loader``."""
-    from ..training import LoopSettings, cross_entropy_objective, make_accelerator, train
+    from ..train.loop import LoopSettings, cross_entropy_objective, make_accelerator, train
 
     clock, shapes = _StepClock(), []
     settings = LoopSettings(max_steps=steps, learning_rate=lr, weight_decay=weight_decay,
@@ -143,9 +143,9 @@ def training_throughput(run_dir: Path, cfg, splits, tokenizer, settings: BenchSe
     from accelerate.utils import set_seed
     from datasets import DatasetDict
 
-    from ..batching import make_loader, padding_efficiency, tokenize_splits
-    from ..models import load_trained
-    from ..training import resolve_mixed_precision
+    from ..train.batching import make_loader, padding_efficiency, tokenize_splits
+    from ..train.models import load_trained
+    from ..train.loop import resolve_mixed_precision
 
     peak_gflops = peak_gflops or {}
 

@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import InputError
-from ..inference import AttentionResult, PoolingResult
+from ..ship.inference import AttentionResult, PoolingResult
 from .common import TOP_LEGEND, png_bytes
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..calibration import N_BINS, apply_temperature, expected_calibration_error, logits_from_probs, reliability_bins
+from ..evidence.calibration import N_BINS, apply_temperature, expected_calibration_error, logits_from_probs, reliability_bins
 from ..config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, SHORT_TITLES
 from ..errors import RunError
 from .common import png_bytes

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..config import MODEL_KINDS, MODEL_TITLES, SHORT_TITLES
-from ..evidence import kl_rows
+from ..evidence.verdict import kl_rows
 from ..errors import InputError, RunError
 from .common import png_bytes
 

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..config import SHORT_TITLES
-from ..evidence import Check
+from ..evidence.verdict import Check
 from .common import png_bytes
 
 PAIRS = {"student_vs_baseline": ("student", "baseline"), "teacher_vs_student": ("teacher", "student"),

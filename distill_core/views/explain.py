@@ -20,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..attributions import SPECIAL, Attribution, content_mask
+from ..evidence.attributions import SPECIAL, Attribution, content_mask
 from ..config import MODEL_COLORS, SHORT_TITLES
 from ..errors import InputError
 from .common import TOP_LEGEND, png_bytes

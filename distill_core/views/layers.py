@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..similarity import POOLINGS, LayerSimilarity
+from ..evidence.similarity import POOLINGS, LayerSimilarity
 from .common import png_bytes
 
 

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from ..config import MODEL_TITLES
 from ..errors import InputError
-from ..inference import Prediction, kl_divergence
+from ..ship.inference import Prediction, kl_divergence
 from .common import TOP_LEGEND
 
 

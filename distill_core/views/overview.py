@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 from ..bench.report import latency_p50
 from ..config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, SHORT_TITLES
 from ..errors import RunError
-from ..evidence import imbalance_ratio
+from ..evidence.verdict import imbalance_ratio
 from .common import TOP_LEGEND, png_bytes
 
 

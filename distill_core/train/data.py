@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
-from .config import DataConfig, data_dir
+from ..config import DataConfig, data_dir
 from .dataset_files import COMPRESSED_SUFFIXES, TABLE_SUFFIXES, load_raw
-from .errors import DataError
+from ..errors import DataError
+from ..runs import CONFIG_FILE, load_run_config, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -412,3 +413,12 @@ def load_splits(cfg: DataConfig, seed: int = 42) -> Splits:
     return Splits(train, validation, test, names, source, text_col, label_col, notes)
 
 
+def run_splits(run_dir: Path, saved: dict | None = None) -> Splits:
+    """The splits a run was trained on: the dataset folder it recorded, even when its short name would resolve
+    elsewhere today (another ``DISTILL_DATA_DIR``)."""
+    saved = read_json(Path(run_dir) / CONFIG_FILE) if saved is None else saved
+    cfg = load_run_config(run_dir, saved)
+    source = saved.get("dataset_info", {}).get("source")
+    if source and Path(source).is_dir():
+        cfg.data.dataset = source
+    return load_splits(cfg.data, seed=cfg.train.seed)

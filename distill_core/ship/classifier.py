@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .truncation import DEFAULT_TRUNCATION, encode
+from ..errors import InputError
+from ..train.truncation import DEFAULT_TRUNCATION, encode
 
 MAX_INPUT_CHARS = 100_000  # longer inputs are cut before tokenising; max_length truncates far earlier anyway
 

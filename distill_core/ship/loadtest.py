@@ -2,7 +2,7 @@
 
     python -m distill_core loadtest http://127.0.0.1:8000 --clients 1,4,16 --requests 400 --time-limit 30 --run RUN
 
-    from distill_core.loadtest import LoadSettings, run_load
+    from distill_core.ship.loadtest import LoadSettings, run_load
     steps = run_load(LoadSettings("http://127.0.0.1:8000", clients=[1, 4], requests=50), texts)
 
 For each client count, that many clients send ``POST /predict`` one after another (each waits for its answer
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 FAILED = 3  # the exit code when any request failed (2 is a usage error)
 HELP = """Load-test a server started with `python -m distill_core serve` on this machine.
@@ -265,8 +265,8 @@ def run_texts(run: str, root: Path | None = None) -> list[str]:
     """The test texts of a run (``predictions.parquet``), to send as a real workload."""
     import pandas as pd
 
-    from .errors import RunError
-    from .runs import PREDICTIONS_FILE, resolve_run
+    from ..errors import RunError
+    from ..runs import PREDICTIONS_FILE, resolve_run
 
     path = resolve_run(run, root) / PREDICTIONS_FILE
     if not path.is_file():

@@ -14,9 +14,9 @@ from __future__ import annotations
 import datasets
 from datasets import Dataset, Value, concatenate_datasets
 
-from .config import DataConfig
+from ..config import DataConfig
 from .data import TEXT_COLUMNS, resolve_dataset
-from .errors import DataError
+from ..errors import DataError
 from .losses import IGNORE_INDEX
 from .truncation import DEFAULT_TRUNCATION, encode
 

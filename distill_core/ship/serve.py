@@ -9,7 +9,7 @@
     GET  /               a page to try the model: a text box, a button, one bar per class
     GET  /docs           the OpenAPI docs (the schema itself at /openapi.json)
 
-    from distill_core.serve import ServeSettings, create_app, service_info
+    from distill_core.ship.serve import ServeSettings, create_app, service_info
     app = create_app(service_info(run_dir, "student", "torch"), ServeSettings(), classifier=clf)   # any ASGI server
 
 How it behaves:
@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import MODEL_KINDS, MODEL_TITLES, runs_dir
-from .errors import ConfigError, DistillError, InputError, ModelError, RunError
+from ..config import MODEL_KINDS, MODEL_TITLES, runs_dir
+from ..errors import ConfigError, DistillError, InputError, ModelError, RunError
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def service_info(run_dir: Path, kind: str, backend: str) -> dict[str, Any]:
     weights are loaded or any port is opened.
     """
     from .onnx_export import check_export
-    from .runs import CONFIG_FILE, RESULTS_FILE, model_problem, read_json
+    from ..runs import CONFIG_FILE, RESULTS_FILE, model_problem, read_json
 
     run_dir = Path(run_dir)
     problem = model_problem(run_dir, kind)
@@ -588,7 +588,7 @@ def run_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .onnx_export import load_classifier
-    from .runs import resolve_run
+    from ..runs import resolve_run
 
     settings = settings_from_args(args)
     run_dir = resolve_run(args.run, Path(args.output_dir) if args.output_dir else None)

@@ -2,7 +2,7 @@
 
     python -m distill_core export RUN --model student --format onnx --int8
 
-    from distill_core.onnx_export import export_onnx, load_classifier, OnnxClassifier
+    from distill_core.ship.onnx_export import export_onnx, load_classifier, OnnxClassifier
     report = export_onnx(run_dir, "student", int8=True)        # writes RUN/student/onnx/, returns its export.json
     clf = load_classifier(run_dir, "student", "onnx-int8")      # any backend by name: torch | onnx | onnx-int8
     clf.predict_proba(["Stocks rallied on Friday."])            # (N, C), exactly as TextClassifier
@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from .classifier import Classifier
-from .config import MODEL_KINDS, runs_dir
-from .errors import ConfigError, ModelError, RunError
-from .runs import (
+from ..config import MODEL_KINDS, runs_dir
+from ..errors import ConfigError, ModelError, RunError
+from ..runs import (
     MODEL_WEIGHTS, ONNX_EXPORT_FILE, ONNX_INT8_MODEL, ONNX_MODEL, PREDICTIONS_FILE, atomic_dir, model_dir,
     model_problem, onnx_dir, read_json, resolve_run, write_json_atomic,
 )
@@ -87,7 +87,7 @@ class OnnxClassifier(Classifier):
         """
         from transformers import AutoConfig, AutoTokenizer
 
-        from .models import config_value
+        from ..train.models import config_value
 
         folder = Path(folder)
         path = folder / (ONNX_INT8_MODEL if int8 else ONNX_MODEL)
@@ -268,7 +268,7 @@ def test_set(run_dir: Path) -> tuple[list[str], np.ndarray, list[str]]:
     if path.is_file():
         df = pd.read_parquet(path, columns=["text", "label"])
         return [str(t) for t in df["text"]], df["label"].to_numpy(dtype=np.int64), names
-    from .evaluate import run_splits
+    from ..train.data import run_splits
 
     splits = run_splits(run_dir)
     return list(splits.test["text"]), np.asarray(list(splits.test["label"]), dtype=np.int64), splits.label_names
@@ -283,7 +283,7 @@ def verify(reference, candidates: dict[str, Any], texts: list[str], labels: np.n
         max_abs_logit_diff, mean_abs_logit_diff, accuracy_drop_points, macro_f1_drop_points}}``; agreement is
         the share of texts where the candidate predicts the reference's class.
     """
-    from .training import accuracy_f1
+    from ..train.loop import accuracy_f1
 
     ref = reference.predict_logits(texts, batch_size=batch_size)  # (N, C)
     out: dict[str, Any] = {"texts": len(texts), "reference": accuracy_f1(labels, ref.argmax(-1))}

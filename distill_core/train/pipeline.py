@@ -22,12 +22,12 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, set_seed
 
-from . import __version__
+from .. import __version__
 from .batching import make_loader, padding_efficiency, tokenize_splits
-from .config import RunConfig
+from ..config import RunConfig
 from .data import Splits, load_splits, resolve_dataset
-from .errors import ConfigError, ModelError, RunError
-from .evaluate import evaluate_run
+from ..errors import ConfigError, ModelError, RunError
+from ..evidence.evaluate import evaluate_run
 from .losses import balanced_class_weights
 from .models import (
     apply_lora,
@@ -42,7 +42,7 @@ from .models import (
     source_config,
     trainable_parameters,
 )
-from .runs import (
+from ..runs import (
     CONFIG_FILE,
     KD_COLUMNS,
     TRAIN_COLUMNS,
@@ -61,7 +61,7 @@ from .runs import (
     write_json_atomic,
     write_progress,
 )
-from .training import (
+from .loop import (
     LoopSettings,
     accuracy_f1,
     cross_entropy_objective,

@@ -22,8 +22,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 from datasets import ClassLabel, DatasetDict
 
-from .config import DataConfig, data_dir
-from .errors import DataError
+from ..config import DataConfig, data_dir
+from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from .errors import InputError
-from .inference import TextClassifier, softmax
+from ..errors import InputError
+from ..ship.inference import TextClassifier, softmax
 
 N_STEPS = 32  # gradient evaluations along the path
 METHODS = ("adaptive", "gausslegendre")
@@ -272,7 +272,7 @@ def attention_rollout(attentions: np.ndarray, residual: bool = True) -> np.ndarr
 
 def news_text(run_dir: Path, clf: TextClassifier, n_tokens: int = 50) -> str:
     """The run's test text whose length is closest to ``n_tokens`` (a news-length text for AG News)."""
-    from .runs import PREDICTIONS_FILE
+    from ..runs import PREDICTIONS_FILE
 
     path = Path(run_dir) / PREDICTIONS_FILE
     texts = list(pd.read_parquet(path, columns=["text"])["text"][:300]) if path.is_file() else []
@@ -290,7 +290,7 @@ def time_integrated_gradients(run_dir: Path, kinds: Sequence[str] = ("teacher", 
     Uses torch's current thread count (reported). Returns ``{kind: {"median_s", "min_s", "n_tokens",
     "n_steps", "threads"}}``; the text is a test text of about 50 tokens unless given.
     """
-    from .runs import model_dir
+    from ..runs import model_dir
 
     out = {}
     for kind in kinds:

@@ -19,10 +19,10 @@ import torch
 from transformers import AutoTokenizer
 
 from .classifier import MAX_INPUT_CHARS, Classifier, Prediction, softmax
-from .errors import InputError, ModelError
-from .lstm import is_lstm_config
-from .models import config_value, load_trained
-from .truncation import DEFAULT_TRUNCATION
+from ..errors import InputError, ModelError
+from ..train.lstm import is_lstm_config
+from ..train.models import config_value, load_trained
+from ..train.truncation import DEFAULT_TRUNCATION
 
 __all__ = ["MAX_INPUT_CHARS", "AttentionResult", "InputError", "PoolingResult", "Prediction", "TextClassifier",
            "kl_divergence", "softmax"]

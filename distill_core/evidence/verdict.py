@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .config import ShipConfig
+from ..config import ShipConfig
 
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95

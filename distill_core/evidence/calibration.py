@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import MODEL_KINDS
-from .errors import DataError, RunError
-from .runs import CALIBRATION_FILE, PREDICTIONS_FILE, has_model, model_dir, read_json, write_json_atomic
+from ..config import MODEL_KINDS
+from ..errors import DataError, RunError
+from ..runs import CALIBRATION_FILE, PREDICTIONS_FILE, has_model, model_dir, read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +188,9 @@ def split_logits(run_dir: Path, kind: str, texts: list[str], labels: list[int], 
     from datasets import Dataset, DatasetDict
     from transformers import AutoTokenizer
 
-    from .batching import make_loader, tokenize_splits
-    from .models import load_trained
-    from .training import predict_logits
+    from ..train.batching import make_loader, tokenize_splits
+    from ..train.models import load_trained
+    from ..train.loop import predict_logits
 
     folder = model_dir(run_dir, kind)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -230,7 +230,7 @@ def calibrate_run(run_dir: Path, splits=None, progress: Progress | None = None) 
         raise RunError(f"Run {run_dir.name} has no evaluated model to calibrate; evaluate it first")
     if splits is None:
         say(0.0, "Loading the validation split the run was trained on…")
-        from .evaluate import run_splits
+        from ..train.data import run_splits
 
         splits = run_splits(run_dir)
     if len(splits.validation) == 0:

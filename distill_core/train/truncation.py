@@ -23,8 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-TRUNCATIONS = ("head", "tail", "head+tail")
-DEFAULT_TRUNCATION = "head"
+from ..config import DEFAULT_TRUNCATION, TRUNCATIONS  # noqa: F401  (the config validates --truncation)
 
 
 def head_tail_split(budget: int) -> tuple[int, int]:

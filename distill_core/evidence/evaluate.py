@@ -19,15 +19,15 @@ from datasets import DatasetDict
 from sklearn.metrics import classification_report, confusion_matrix
 from transformers import AutoTokenizer
 
-from .batching import make_loader, tokenize_splits
+from ..train.batching import make_loader, tokenize_splits
 from .calibration import calibrate_run
-from .model_card import write_model_cards
-from .config import MODEL_KINDS
-from .data import Splits, load_splits
-from .errors import RunError
-from .evidence import compare, fidelity, headline_metric, seed_summary, verdict
-from .models import describe, load_trained, num_parameters
-from .runs import (
+from ..ship.model_card import write_model_cards
+from ..config import MODEL_KINDS
+from ..train.data import Splits, run_splits
+from ..errors import RunError
+from .verdict import compare, fidelity, headline_metric, seed_summary, verdict
+from ..train.models import describe, load_trained, num_parameters
+from ..runs import (
     CONFIG_FILE,
     MODEL_CARD,
     MODEL_WEIGHTS,
@@ -42,7 +42,7 @@ from .runs import (
     run_problems,
     write_json_atomic,
 )
-from .training import accuracy_f1, predict_logits
+from ..train.loop import accuracy_f1, predict_logits
 
 logger = logging.getLogger(__name__)
 
@@ -51,17 +51,6 @@ def dir_size(path: Path) -> int:
     """Bytes of a model folder: the model itself, not its ONNX export or model card."""
     return sum(p.stat().st_size for p in Path(path).rglob("*")
                if p.is_file() and ONNX_DIR not in p.relative_to(path).parts and p.name != MODEL_CARD)
-
-
-def run_splits(run_dir: Path, saved: dict | None = None) -> Splits:
-    """The splits a run was trained on: the dataset folder it recorded, even when its short name would resolve
-    elsewhere today (another ``DISTILL_DATA_DIR``)."""
-    saved = read_json(Path(run_dir) / CONFIG_FILE) if saved is None else saved
-    cfg = load_run_config(run_dir, saved)
-    source = saved.get("dataset_info", {}).get("source")
-    if source and Path(source).is_dir():
-        cfg.data.dataset = source
-    return load_splits(cfg.data, seed=cfg.train.seed)
 
 
 def train_label_counts(saved: dict, splits: Splits) -> dict[str, int]:

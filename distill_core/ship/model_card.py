@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from .config import MODEL_KINDS, MODEL_TITLES, PACKAGED_TEACHER
-from .runs import (
+from ..config import MODEL_KINDS, MODEL_TITLES, PACKAGED_TEACHER
+from ..runs import (
     BENCH_FILE, CONFIG_FILE, ONNX_EXPORT_FILE, RESULTS_FILE, has_model, model_card_path, onnx_dir, read_json,
     write_text_atomic,
 )
@@ -68,7 +68,7 @@ def write_model_cards(run_dir: Path, results: dict[str, Any] | None = None) -> l
 def refresh_model_cards(run_dir: Path) -> list[Path]:
     """``write_model_cards`` after something a card reports changed (a bench, an export); a run whose files cannot
     be read as a card needs is left as it is, with a warning, since the caller's own work is done."""
-    from .errors import DistillError
+    from ..errors import DistillError
 
     try:
         return write_model_cards(run_dir)
@@ -111,7 +111,7 @@ def model_card(run_id: str, kind: str, config: dict[str, Any], results: dict[str
 
 def hub_dataset_id(dataset: str) -> str | None:
     """The hub id of a dataset as the run names it (short names mapped), or None for a local folder."""
-    from .data import HUB_NAMES
+    from ..train.data import HUB_NAMES
 
     if dataset in HUB_NAMES:
         return HUB_NAMES[dataset]
@@ -305,8 +305,8 @@ def _onnx(onnx: dict[str, Any]) -> str:
 
 
 def _usage(run_id: str, kind: str, lstm: bool = False) -> str:
-    # The BiLSTM is this project's own model class: importing distill_core.models registers it with transformers.
-    return ("```python\n" + ("import distill_core.models  # registers the BiLSTM student with transformers\n" if lstm else "")
+    # The BiLSTM is this project's own model class: importing distill_core.train.models registers it with transformers.
+    return ("```python\n" + ("import distill_core.train.models  # registers the BiLSTM student with transformers\n" if lstm else "")
             + "from transformers import pipeline\n\n"
             f'classify = pipeline("text-classification", model="artifacts/runs/{run_id}/{kind}")\n'
             'classify("Stocks rallied on Friday after the central bank held rates.")\n```\n\n'

@@ -24,8 +24,8 @@ from transformers import (
 )
 
 from . import lstm
-from .config import PACKAGED_TEACHER
-from .errors import ModelError
+from ..config import PACKAGED_TEACHER
+from ..errors import ModelError
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import InputError
-from .inference import TextClassifier
+from ..errors import InputError
+from ..ship.inference import TextClassifier
 
 POOLINGS = {"cls": "[CLS] token", "mean": "mean over tokens"}
 

@@ -42,9 +42,9 @@ import numpy as np
 import torch
 from torch.nn.utils import prune as torch_prune
 
-from .config import MODEL_KINDS
-from .errors import ConfigError, RunError
-from .runs import (
+from ..config import MODEL_KINDS
+from ..errors import ConfigError, RunError
+from ..runs import (
     CONFIG_FILE, MODEL_WEIGHTS, atomic_dir, has_model, load_run_config, model_dir, pruned_model_dir, pruning_path,
     read_json, resolve_run, write_json_atomic,
 )
@@ -195,11 +195,11 @@ def run_prune(run: str | Path, settings: PruneSettings | None = None, root: Path
     from transformers import AutoTokenizer
 
     from .batching import make_loader, tokenize_splits
-    from .bench.measure import time_calls
-    from .evaluate import run_splits
-    from .inference import TextClassifier
+    from ..bench.measure import time_calls
+    from ..train.data import run_splits
+    from ..ship.inference import TextClassifier
     from .models import load_trained
-    from .training import accuracy_f1, predict_logits
+    from .loop import accuracy_f1, predict_logits
 
     settings = (settings or PruneSettings()).validate()
     run_dir = resolve_run(run, root)

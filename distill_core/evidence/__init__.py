@@ -1,0 +1,1 @@
+"""Evidence: scoring a run on its test split, the verdict on distillation, calibration, attributions, CKA."""
