@@ -3,6 +3,7 @@
     result = train(model, train_loader, val_loader, objective=cross_entropy_objective,
                    settings=LoopSettings.from_config(cfg.train, "teacher"), callbacks=[csv_logger])
     train(..., settings=LoopSettings(max_steps=20))          # a step budget instead of epochs (the bench)
+    train(..., settings=LoopSettings(epochs=10, eval_every=16, patience=3, monitor="macro_f1"))   # early stopping
 
 The loop knows nothing about teachers, files or the dashboard: an *objective* turns a model and a batch
 into a loss, and *callbacks* receive each step's and each evaluation's metrics (the pipeline writes them
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from .early_stopping import EarlyStopping
 from .losses import IGNORE_INDEX, LossOutput, cross_entropy, hidden_cosine_loss, kd_loss
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ class LoopSettings:
     max_grad_norm: float = 1.0
     eval_every: int | None = None
     max_steps: int | None = None  # a step budget; overrides epochs
+    patience: int | None = None  # early stopping: evaluations without a new best before stopping; None: train to the cap
+    monitor: str = "accuracy"  # the validation metric early stopping and the best step follow: accuracy | macro_f1
     desc: str = "train"
 
     @classmethod
@@ -74,6 +78,9 @@ class TrainResult:
     examples_seen: int
     elapsed_s: float
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase of PHASES
+    # The validation curve of ``monitor``: best step, cap, whether patience stopped it, whether it was still rising
+    # (EarlyStopping.summary); None without a validation loader.
+    validation: dict[str, Any] | None = None
 
     @property
     def samples_per_s(self) -> float:
@@ -267,6 +274,10 @@ def train(
 
     Validation runs every ``eval_every`` steps (if set) and at the end of each epoch and of training. Step rows
     reach the callbacks in order, in groups about a second apart (see ``_StepLog``); evaluation rows at once.
+    With ``settings.patience``, training stops once that many evaluations in a row bring no new best of
+    ``settings.monitor``, and the model is put back to its best evaluation's weights; the epochs or ``max_steps``
+    stay the cap. Either way ``TrainResult.validation`` says where the best step was and whether the curve was
+    still rising at the end.
     """
     optimizer = _optimizer(model, settings.learning_rate, settings.weight_decay, accelerator.device)
     total_steps = settings.total_steps(len(train_loader))
@@ -278,8 +289,11 @@ def train(
     log = _StepLog(callbacks, on_flush=lambda row: bar.set_postfix(loss=f"{row['train_loss']:.3f}",
                                                                    acc=f"{row['train_accuracy']:.2f}"))
     clock = _PhaseClock()
+    stopper = EarlyStopping(patience=settings.patience)
+    best_state: dict[str, torch.Tensor] | None = None
 
     def evaluate(step: int, epoch: float) -> None:
+        nonlocal best_state
         log.flush()
         clock.lap("logging")
         if val_loader is None:
@@ -290,6 +304,10 @@ def train(
                "val_loss": m["loss"], "val_accuracy": m["accuracy"], "val_macro_f1": m["macro_f1"]}
         for cb in callbacks:
             cb.on_eval(row)
+        if stopper.update(step, m[settings.monitor]) and settings.patience is not None:
+            # The best weights so far, on the CPU: restored if later evaluations do not beat them.
+            best_state = {k: v.detach().to("cpu", copy=True)
+                          for k, v in accelerator.unwrap_model(model).state_dict().items()}
         if log.last_row is not None:
             bar.set_postfix(loss=f"{log.last_row['train_loss']:.3f}", val_acc=f"{m['accuracy']:.3f}")
         model.train()
@@ -299,10 +317,10 @@ def train(
     last_eval_step = -1
     model.train()
     epoch = 0
-    while step < total_steps:
+    while step < total_steps and not stopper.should_stop:
         clock.lap("logging")
         for b_idx, batch in enumerate(train_loader):
-            if step >= total_steps:
+            if step >= total_steps or stopper.should_stop:
                 break
             clock.lap("data")
             with accelerator.autocast():
@@ -337,9 +355,14 @@ def train(
             last_eval_step = step
     log.flush()
     bar.close()
+    if best_state is not None and stopper.best_step != step:
+        accelerator.unwrap_model(model).load_state_dict(best_state)
+        logger.info("%s: best %s %.4f at step %d of %d; those weights are kept", settings.desc, settings.monitor,
+                    stopper.best, stopper.best_step, step)
     clock.lap("logging")
     return TrainResult(steps=step, examples_seen=seen, elapsed_s=time.perf_counter() - t0,
-                       phases={k: round(v, 3) for k, v in clock.seconds.items()})
+                       phases={k: round(v, 3) for k, v in clock.seconds.items()},
+                       validation=stopper.summary(total_steps, step) if val_loader is not None else None)
 
 
 def cpu_has_bf16() -> bool:
