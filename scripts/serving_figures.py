@@ -76,7 +76,7 @@ def load_test(run: Path, backend: str, texts: list[str], args) -> None:
 
 def microbatch_check(run: Path, texts: list[str], n: int = 256) -> None:
     from distill_core.ship.onnx_export import load_classifier
-    from distill_core.ship.serve import ServeSettings
+    from distill_core.ship.serve_settings import ServeSettings
 
     texts = texts[:n]
     for backend in ("torch", "onnx-int8"):
