@@ -18,6 +18,7 @@ from distill_core.config import MODEL_TITLES
 from distill_core.errors import RunError
 from distill_core.runs import read_progress
 from distill_core.views import performance as pv
+from distill_core.views.pruning import pruning_figure, pruning_note, pruning_png, pruning_table
 
 JOB_KEY = "bench_jobs"  # {run_id: jobs.Job} of benches this session started
 POLL_S = 2.0
@@ -227,13 +228,13 @@ def pruning_ui(run) -> None:
     st.caption(f"{MODEL_TITLES.get(kind, kind)}, {s.get('method')} on every Linear and LSTM weight matrix; "
                f"{p.get('validation_rows')} validation and {p.get('test_rows')} test texts; batch-1 p50 on CPU "
                f"({s.get('torch_threads')} threads), tokenisation included; measured {p.get('when')}.")
-    if note := pv.pruning_note(p):
+    if note := pruning_note(p):
         st.info(note, icon=":material/compress:")
-    st.plotly_chart(pv.pruning_figure(p), width="stretch", key="perf_pruning")
-    table = pv.pruning_table(p)
+    st.plotly_chart(pruning_figure(p), width="stretch", key="perf_pruning")
+    table = pruning_table(p)
     st.dataframe(table, hide_index=True, width="stretch", column_config=PRUNE_FORMATS)
     left, right = st.columns(2)
-    left.download_button("Pruning figure (PNG)", lambda: pv.pruning_png(p), f"{run.run_id}_pruning_{kind}.png",
+    left.download_button("Pruning figure (PNG)", lambda: pruning_png(p), f"{run.run_id}_pruning_{kind}.png",
                          "image/png", on_click="ignore", icon=":material/image:", key="dl_prune_png")
     right.download_button("Pruning table (CSV)", table.to_csv(index=False).encode(), f"{run.run_id}_pruning_{kind}.csv",
                           "text/csv", on_click="ignore", icon=":material/download:", key="dl_prune_csv")

@@ -11,7 +11,8 @@ import os
 import streamlit as st
 
 from distill_core import app, jobs
-from distill_core.config import PRESET_SUMMARIES, data_dir, runs_dir
+from distill_core.config import data_dir, runs_dir
+from distill_core.presets import PRESET_SUMMARIES
 
 JOB_KEY = "train_job"  # the jobs.Job of a run started from this page
 

@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .bench.settings import ARCHS, BERT_BASE_TEXTS, QENGINES, BenchSettings
-from .config import (
-    CLASS_WEIGHTS, LSTM_INITS, MODEL_KINDS, PRESET_SUMMARIES, PRESETS, TRUNCATIONS, RunConfig, ShipConfig, runs_dir,
-)
+from .config import CLASS_WEIGHTS, LSTM_INITS, MODEL_KINDS, TRUNCATIONS, RunConfig, ShipConfig, runs_dir
 from .errors import DistillError
+from .presets import PRESET_SUMMARIES, PRESETS, preset_config
 
 logger = logging.getLogger("distill_core")
 
@@ -208,7 +207,7 @@ def _set_fields(targets: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    cfg = RunConfig.from_preset(args.preset)
+    cfg = preset_config(args.preset)
     _set_fields({"run": cfg, "data": cfg.data, "model": cfg.model, "train": cfg.train, "kd": cfg.kd}, args)
     if args.train__seeds and args.train__seed is None:
         cfg.train.seed = args.train__seeds[0]  # the first seed also seeds the data split and the teacher
@@ -369,7 +368,7 @@ def cmd_sweep(args) -> int:
 
 def cmd_prune(args) -> int:
     from .train.prune import PruneSettings, run_prune
-    from .views.performance import format_pruning
+    from .views.pruning import format_pruning
 
     settings = PruneSettings()
     _set_fields({"prune": settings}, args)

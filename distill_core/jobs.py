@@ -17,8 +17,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import PRESETS, PROJECT_ROOT, data_dir, runs_dir
+from .config import PROJECT_ROOT, data_dir, runs_dir
 from .errors import RunError
+from .presets import PRESETS
 from .runs import STATUS_FILE, Progress, log_path, new_run_id, read_json, read_progress
 
 

@@ -18,7 +18,8 @@ from datasets import Dataset, DatasetDict
 from conftest import LABELS, make_texts, shared_data_dir, train_args, write_hub_folder
 from distill_core.train.batching import tokenize_splits
 from distill_core.cli import build_parser, config_from_args, main
-from distill_core.config import PRESET_SUMMARIES, PRESETS, RunConfig
+from distill_core.config import RunConfig
+from distill_core.presets import PRESET_SUMMARIES, PRESETS, preset_config
 from distill_core.train.data import load_splits, resolve_dataset
 from distill_core.errors import ConfigError
 from distill_core.evidence.verdict import headline_metric
@@ -202,12 +203,12 @@ def test_objectives_pass_the_weights_on():
 def test_every_preset_validates_and_is_offered():
     assert set(PRESET_SUMMARIES) == set(PRESETS)
     for name in PRESETS:
-        RunConfig.from_preset(name).validate()
+        preset_config(name).validate()
     parser = build_parser()
     for name in ("imdb", "hate-speech"):
         cfg = config_from_args(parser.parse_args(["train", "--preset", name]))
         assert cfg.preset == name
-    imdb, hate = RunConfig.from_preset("imdb"), RunConfig.from_preset("hate-speech")
+    imdb, hate = preset_config("imdb"), preset_config("hate-speech")
     assert imdb.data.truncation == "head+tail" and imdb.data.max_train_samples
     assert hate.train.class_weights == "balanced"
     assert (hate.data.validation_fraction, hate.data.test_fraction) == (0.1111, 0.1)  # 80/10/10 of the one split
@@ -223,7 +224,7 @@ def _shared(name: str) -> Path:
 def test_the_presets_resolve_their_datasets():
     for preset, folder in (("imdb", "imdb"), ("hate-speech", "hate_speech18")):
         path = _shared(folder)
-        assert Path(resolve_dataset(RunConfig.from_preset(preset).data)) == path.resolve()
+        assert Path(resolve_dataset(preset_config(preset).data)) == path.resolve()
     # IMDB has train and test only: its validation split is carved from train.
     stems = {p.name.split(".")[0] for p in _shared("imdb").iterdir()}
     assert {"train", "test"} <= stems and not stems & {"validation", "valid", "val", "dev"}
@@ -231,7 +232,7 @@ def test_the_presets_resolve_their_datasets():
 
 def test_the_hate_speech_carve_keeps_every_class_in_every_split():
     _shared("hate_speech18")
-    cfg = RunConfig.from_preset("hate-speech")
+    cfg = preset_config("hate-speech")
     splits = load_splits(cfg.data, seed=cfg.train.seed)
     assert splits.label_names == ["noHate", "hate", "idk/skip", "relation"]
     sizes = {name: len(getattr(splits, name)) for name in ("train", "validation", "test")}

@@ -10,6 +10,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from conftest import LABELS, train_args
 from distill_core.cli import main
 from distill_core.config import RunConfig
+from distill_core.presets import preset_config
 from distill_core.runs import KD_COLUMNS, TRAIN_COLUMNS, VAL_COLUMNS, list_runs, load_run, read_metrics
 
 KINDS = ("teacher", "student", "baseline")
@@ -183,7 +184,7 @@ def test_help_documents_every_flag(capsys):
 
 
 def test_classic_preset_is_the_reports_setting():
-    cfg = RunConfig.from_preset("classic")
+    cfg = preset_config("classic")
     assert (cfg.model.teacher, cfg.model.student) == ("bert-base-uncased", "distilbert-base-uncased")
     assert (cfg.train.batch_size, cfg.train.learning_rate, cfg.data.max_length, cfg.train.epochs) == (64, 2e-5, 128, 1.0)
     assert cfg.data.dataset == "fancyzhx/ag_news"

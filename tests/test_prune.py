@@ -18,7 +18,7 @@ from distill_core.train import prune
 from distill_core.cli import main
 from distill_core.train.models import load_trained
 from distill_core.runs import RESULTS_FILE, load_run, pruned_model_dir, pruning_path
-from distill_core.views import performance as pv
+from distill_core.views import pruning as pv
 from tiny_models import tiny_teacher
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "performance.py")

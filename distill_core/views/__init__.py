@@ -16,4 +16,5 @@ pages in ``app_pages/`` draw what these functions return, so tests call them wit
     explain.py      integrated-gradients token highlights, explanation agreement, attention rollout
     layers.py       linear CKA between teacher and student layers
     performance.py  the bench's tables and figures
+    pruning.py      accuracy, latency and size against sparsity (``prune``'s results)
 """
