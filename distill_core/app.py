@@ -30,9 +30,10 @@ from .evidence.calibration import Progress, calibrate_run, read_calibration
 from .config import MODEL_TITLES, runs_dir
 from .errors import DistillError, RunError
 from .ship.inference import AttentionResult, InputError, PoolingResult, Prediction, TextClassifier
+from .files import read_json
 from .runs import (
     CALIBRATION_FILE, CONFIG_FILE, MODEL_CONFIG, MODEL_WEIGHTS, PREDICTIONS_FILE, RunInfo, bench_path, has_model,
-    list_runs, load_run, metrics_path, model_dir, read_json, read_metrics,
+    list_runs, load_run, metrics_path, model_dir, read_metrics,
 )
 from .evidence.similarity import LayerSimilarity, layer_similarity as _compare_layers
 from .views.live import attention_default_text, batch_table

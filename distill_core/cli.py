@@ -382,7 +382,8 @@ CHECK_FAILED = 3  # `check`'s exit code when a check fails or is not measured (2
 def cmd_check(args) -> int:
     from .bench.report import load_bench
     from .evidence.verdict import format_checks, ship_checks
-    from .runs import RESULTS_FILE, check_results, read_json, resolve_run
+    from .files import read_json
+    from .runs import RESULTS_FILE, check_results, resolve_run
 
     thresholds = ship_config_from_args(args)
     run_dir = resolve_run(args.run, _root(args))

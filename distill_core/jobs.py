@@ -19,8 +19,9 @@ from pathlib import Path
 
 from .config import PROJECT_ROOT, data_dir, runs_dir
 from .errors import RunError
+from .files import read_json
 from .presets import PRESETS
-from .runs import STATUS_FILE, Progress, log_path, new_run_id, read_json, read_progress
+from .runs import STATUS_FILE, Progress, log_path, new_run_id, read_progress
 
 
 @dataclass

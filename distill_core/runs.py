@@ -22,19 +22,17 @@ This module owns every name in it; everything else asks here (``metrics_path``, 
         .progress-<job>.json   while a job (train, bench) runs: {"job", "fraction", "message", "pid", "host", "updated"}
     artifacts/runs/.logs/<run_id>-<job>.log   output of a job started from the dashboard
 
-Everything except the CSVs appears only when whole: it is written to a temporary name, then renamed.
+Everything except the CSVs appears only when whole: it is written to a temporary name, then renamed
+(``files.write_json_atomic``, ``files.atomic_dir``).
 ``<model>`` is one of ``teacher``, ``student`` (distilled) and ``baseline``. A run id is a plain name
 (``config.RUN_ID_RULE``), so every path built from one stays inside the runs folder.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import shutil
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +40,7 @@ from typing import Any
 
 from .config import CONFIG_FILE_FIELDS, MODEL_KINDS, RUN_ID_PATTERN, RunConfig, check_run_id, runs_dir
 from .errors import ConfigError, RunError
+from .files import read_json, write_json_atomic
 
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
@@ -124,102 +123,7 @@ def log_path(root: Path, run_id: str, job: str) -> Path:
     return Path(root) / LOGS_DIR / f"{check_run_id(run_id)}-{job}.log"
 
 
-# ----------------------------------------------------------------------------- atomic writes
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to ``path`` so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"Not JSON serialisable: {type(o).__name__}")
-
-
-def atomic_dir(final: Path) -> "_AtomicDir":
-    """``with atomic_dir(run / "teacher") as tmp: model.save_pretrained(tmp)`` then renamed to ``final``."""
-    return _AtomicDir(Path(final))
-
-
-class _AtomicDir:
-    def __init__(self, final: Path):
-        self.final = final
-        self.tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-
-    def __enter__(self) -> Path:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        if self.final.exists():
-            old = self.final.parent / f".{self.final.name}.old-{os.getpid()}"
-            os.replace(self.final, old)
-            os.replace(self.tmp, self.final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.final)
-
-
 # ----------------------------------------------------------------------------- writing a run
-
-
-class CsvLog:
-    """Appends rows to a CSV as training goes, flushed at most ``flush_every_s`` apart (and on close), so a live
-    dashboard sees them within about a second without a system call per row.
-
-    A reader may meet a half-written last row; ``read_metrics`` drops it.
-    """
-
-    def __init__(self, path: Path, columns: list[str], flush_every_s: float = 1.0):
-        self.path = Path(path)
-        self.columns = columns
-        self.flush_every_s = flush_every_s
-        self._file = open(self.path, "w", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
-        self._writer.writeheader()
-        self.flush()
-
-    def write(self, row: dict[str, Any]) -> None:
-        self._writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
-        if time.monotonic() - self._flushed >= self.flush_every_s:
-            self.flush()
-
-    def flush(self) -> None:
-        self._file.flush()
-        self._flushed = time.monotonic()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _fmt(v: Any) -> Any:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return "" if v is None else v
 
 
 def new_run_id(dataset: str, preset: str) -> str:
@@ -354,17 +258,6 @@ def model_problem(run_dir: Path, kind: str) -> str | None:
 def run_problems(run_dir: Path, kinds: list[str] | tuple[str, ...]) -> list[str]:
     """``model_problem`` of each of ``kinds``, the ones that have one."""
     return [p for p in (model_problem(run_dir, k) for k in kinds) if p]
-
-
-def read_json(path: Path) -> Any:
-    """Read a JSON file, raising RunError (never a bare JSONDecodeError) when it is missing or corrupt."""
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"{path.name} is missing from {path.parent}")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{path} is not valid JSON ({e}); the run may be half-written or corrupt") from e
 
 
 def _is_fraction(v: Any) -> bool:

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from distill_core.runs import set_status, write_json_atomic
+from distill_core.files import write_json_atomic
+from distill_core.runs import set_status
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard.py")

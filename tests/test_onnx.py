@@ -25,9 +25,8 @@ from distill_core.errors import InputError, RunError
 from distill_core.ship.inference import TextClassifier
 from distill_core.ship.model_card import model_card, write_model_cards
 from distill_core.ship.onnx_export import OnnxClassifier, load_classifier
-from distill_core.runs import (
-    ONNX_EXPORT_FILE, ONNX_INT8_MODEL, ONNX_MODEL, PREDICTIONS_FILE, model_dir, onnx_dir, read_json,
-)
+from distill_core.files import read_json
+from distill_core.runs import ONNX_EXPORT_FILE, ONNX_INT8_MODEL, ONNX_MODEL, PREDICTIONS_FILE, model_dir, onnx_dir
 
 # Texts around the tiny models' max_length (32 tokens): short ones, and one cut by truncation.
 TEXTS = ["stocks rose", "the team won the cup after a new season .",

@@ -31,7 +31,8 @@ from distill_core.cli import main
 from distill_core.errors import ConfigError
 from distill_core.ship.inference import TextClassifier
 from distill_core.ship.loadtest import LoadSettings, check_loopback, free_port, problem_with, run_load, wait_until_healthy
-from distill_core.runs import model_dir, read_json
+from distill_core.files import read_json
+from distill_core.runs import model_dir
 from distill_core.ship.api import create_app, service_info
 from distill_core.ship.serve_settings import ServeSettings
 

@@ -187,7 +187,8 @@ def test_a_batch_of_hidden_labels_logs_nan_accuracy(tokenizer):
 
 
 def test_csv_rows_are_flushed_in_groups_and_all_on_close(tmp_path):
-    from distill_core.runs import CsvLog, read_metrics
+    from distill_core.files import CsvLog
+    from distill_core.runs import read_metrics
 
     log = CsvLog(tmp_path / "teacher_train.csv", ["step", "train_loss"], flush_every_s=3600)
     for step in range(1, 4):

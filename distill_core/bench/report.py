@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..runs import bench_path, read_json
+from ..files import read_json
+from ..runs import bench_path
 
 LENGTHS = ("median_len", "max_len")  # the two batch-1 latencies of every model entry
 # The ratios stored in bench.json's "speedup": name -> (reference model, faster model).

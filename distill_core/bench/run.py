@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 
 from ..errors import RunError
 from ..ship.model_card import refresh_model_cards
+from ..files import write_json_atomic
 from ..runs import (
     MODEL_WEIGHTS, bench_path, clear_progress, has_model, load_run, load_run_config, model_dir, onnx_dir, resolve_run,
-    write_json_atomic, write_progress,
+    write_progress,
 )
 from . import settings as bench_settings  # ARCH_SHAPES and BERT_BASE_VOCAB are read at call time (tests shrink them)
 from .measure import (

@@ -27,7 +27,8 @@ import torch
 
 from ..config import MODEL_KINDS
 from ..errors import DataError, RunError
-from ..runs import CALIBRATION_FILE, PREDICTIONS_FILE, has_model, model_dir, read_json, write_json_atomic
+from ..files import read_json, write_json_atomic
+from ..runs import CALIBRATION_FILE, PREDICTIONS_FILE, has_model, model_dir
 
 logger = logging.getLogger(__name__)
 

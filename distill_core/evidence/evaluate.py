@@ -27,6 +27,7 @@ from ..train.data import Splits, run_splits
 from ..errors import RunError
 from .verdict import compare, fidelity, headline_metric, seed_summary, verdict
 from ..train.models import describe, load_trained, num_parameters
+from ..files import read_json, write_json_atomic
 from ..runs import (
     CONFIG_FILE,
     MODEL_CARD,
@@ -38,9 +39,7 @@ from ..runs import (
     has_model,
     load_run_config,
     model_dir,
-    read_json,
     run_problems,
-    write_json_atomic,
 )
 from ..train.loop import accuracy_f1, predict_logits
 

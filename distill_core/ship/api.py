@@ -57,7 +57,8 @@ def service_info(run_dir: Path, kind: str, backend: str) -> dict[str, Any]:
     weights are loaded or any port is opened.
     """
     from .onnx_export import check_export
-    from ..runs import CONFIG_FILE, RESULTS_FILE, model_problem, read_json
+    from ..files import read_json
+    from ..runs import CONFIG_FILE, RESULTS_FILE, model_problem
 
     run_dir = Path(run_dir)
     problem = model_problem(run_dir, kind)

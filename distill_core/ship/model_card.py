@@ -10,7 +10,7 @@ A card opens with YAML metadata as the Hugging Face Hub reads it (``library_name
 in prose and tables: the teacher, the distillation settings (T, alpha) from config.json, the data, the test
 figures from results.json (accuracy, macro-F1, per class, agreement with the teacher), the latency from
 bench.json when the run has been benchmarked, and the ONNX export's verification when there is one.
-Each file is written whole (``runs.write_text_atomic``).
+Each file is written whole (``files.write_text_atomic``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ from typing import Any
 import yaml
 
 from ..config import MODEL_KINDS, MODEL_TITLES, PACKAGED_TEACHER
-from ..runs import (
-    BENCH_FILE, CONFIG_FILE, ONNX_EXPORT_FILE, RESULTS_FILE, has_model, model_card_path, onnx_dir, read_json,
-    write_text_atomic,
-)
+from ..files import read_json, write_text_atomic
+from ..runs import BENCH_FILE, CONFIG_FILE, ONNX_EXPORT_FILE, RESULTS_FILE, has_model, model_card_path, onnx_dir
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
     clf = load_classifier(run_dir, "student", "onnx-int8")      # any backend by name: torch | onnx | onnx-int8
     clf.predict_proba(["Stocks rallied on Friday."])            # (N, C), exactly as TextClassifier
 
-What an export holds (names from ``runs``), written whole or not at all (``runs.atomic_dir``)::
+What an export holds (names from ``runs``), written whole or not at all (``files.atomic_dir``)::
 
     <model>/onnx/
         model.onnx          fp32 graph: input_ids, attention_mask (batch, sequence) int64 -> logits (batch, C)
@@ -40,9 +40,10 @@ import numpy as np
 from .classifier import Classifier
 from ..config import MODEL_KINDS, runs_dir
 from ..errors import ConfigError, ModelError, RunError
+from ..files import atomic_dir, read_json, write_json_atomic
 from ..runs import (
-    MODEL_WEIGHTS, ONNX_EXPORT_FILE, ONNX_INT8_MODEL, ONNX_MODEL, PREDICTIONS_FILE, atomic_dir, model_dir,
-    model_problem, onnx_dir, read_json, resolve_run, write_json_atomic,
+    MODEL_WEIGHTS, ONNX_EXPORT_FILE, ONNX_INT8_MODEL, ONNX_MODEL, PREDICTIONS_FILE, model_dir,
+    model_problem, onnx_dir, resolve_run,
 )
 
 # torch, transformers and onnxruntime are imported where they are used: the CLI builds its parser from this

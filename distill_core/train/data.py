@@ -25,7 +25,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Value
 from ..config import DataConfig, data_dir
 from .dataset_files import COMPRESSED_SUFFIXES, TABLE_SUFFIXES, load_raw
 from ..errors import DataError
-from ..runs import CONFIG_FILE, load_run_config, read_json
+from ..files import read_json
+from ..runs import CONFIG_FILE, load_run_config
 
 logger = logging.getLogger(__name__)
 

@@ -42,23 +42,20 @@ from .models import (
     source_config,
     trainable_parameters,
 )
+from ..files import CsvLog, atomic_dir, read_json, write_json_atomic
 from ..runs import (
     CONFIG_FILE,
     KD_COLUMNS,
     TRAIN_COLUMNS,
     VAL_COLUMNS,
-    CsvLog,
-    atomic_dir,
     clear_progress,
     has_model,
     metrics_path,
     model_dir,
     new_run_id,
-    read_json,
     resolve_run,
     seed_tag,
     set_status,
-    write_json_atomic,
     write_progress,
 )
 from .loop import (

@@ -44,9 +44,9 @@ from torch.nn.utils import prune as torch_prune
 
 from ..config import MODEL_KINDS
 from ..errors import ConfigError, RunError
+from ..files import atomic_dir, read_json, write_json_atomic
 from ..runs import (
-    CONFIG_FILE, MODEL_WEIGHTS, atomic_dir, has_model, load_run_config, model_dir, pruned_model_dir, pruning_path,
-    read_json, resolve_run, write_json_atomic,
+    CONFIG_FILE, MODEL_WEIGHTS, has_model, load_run_config, model_dir, pruned_model_dir, pruning_path, resolve_run,
 )
 
 logger = logging.getLogger(__name__)

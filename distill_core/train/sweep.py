@@ -31,9 +31,9 @@ from .batching import make_loader, tokenize_splits
 from ..errors import ConfigError, RunError
 from .models import apply_lora, build_student, load_trained, merge_lora
 from .pipeline import class_weights_for, load_run_data
+from ..files import read_json, write_json_atomic
 from ..runs import (
-    CONFIG_FILE, clear_progress, has_model, load_run_config, model_dir, read_json, resolve_run, sweep_path,
-    write_json_atomic, write_progress,
+    CONFIG_FILE, clear_progress, has_model, load_run_config, model_dir, resolve_run, sweep_path, write_progress,
 )
 from .loop import LoopSettings, accuracy_f1, cross_entropy_objective, kd_objective, make_accelerator, predict_logits, train
 from .transfer import with_transfer
