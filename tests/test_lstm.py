@@ -167,7 +167,7 @@ def test_word2vec_init_copies_the_learned_vectors(teacher_dir, tokenizer):
 
 
 def test_lstm_config_mistakes_are_config_errors_with_the_fix(teacher_dir, dataset_dir):
-    from distill_core.train.pipeline import check_models
+    from distill_core.train.run_inputs import check_models
 
     cfg = RunConfig()
     cfg.model.student, cfg.kd.hidden_weight = "lstm", 0.5

@@ -234,10 +234,10 @@ def test_runs_are_listed_newest_first_whatever_their_names(tmp_path, tiny_run):
 
 def test_training_reports_optimizer_steps_as_progress(tmp_path, dataset_dir, teacher_dir, monkeypatch):
     """The run's own progress report counts optimizer steps over all models; it is gone once the run is done."""
-    from distill_core.train import pipeline
+    from distill_core.train import callbacks, pipeline
 
     reports = []
-    monkeypatch.setattr(pipeline, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(callbacks, "PROGRESS_EVERY_S", 0.0)
     real = pipeline.write_progress
     monkeypatch.setattr(pipeline, "write_progress",
                         lambda run_dir, job, fraction, message: (reports.append((fraction, message)),

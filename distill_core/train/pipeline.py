@@ -1,19 +1,21 @@
 """The ``train`` command: data -> teacher -> distilled student -> baseline student -> test evaluation.
 
-    run_dir = run_pipeline(RunConfig.from_preset("quick"))
+    run_dir = run_pipeline(preset_config("quick"))     # preset_config from distill_core.presets
 
 Every stage writes into ``artifacts/runs/<run_id>/`` (see ``runs.py`` for the layout); ``status.json``
 is always current and ``runs.read_progress(run_dir, "train")`` says how many optimizer steps are done, so
 the dashboard can follow a run while it trains. The test evaluation is ``evaluate.evaluate_run``.
+
+What the run trains from is loaded and checked before its folder exists (``run_inputs``); the loop's callbacks
+write the CSV logs and count the progress (``callbacks``). Here: the run's summary, and ``_Run``, which trains
+each model in turn by the one loop.
 """
 
 from __future__ import annotations
 
 import logging
 import platform
-import shutil
 import time
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,35 +27,27 @@ from accelerate.utils import broadcast_object_list, set_seed
 from .. import __version__
 from .batching import make_loader, padding_efficiency, tokenize_splits
 from ..config import RunConfig
-from .data import Splits, load_splits, resolve_dataset
-from ..errors import ConfigError, ModelError, RunError
+from .callbacks import CsvCallback, ProgressCallback
+from .data import Splits, resolve_dataset
+from ..errors import ModelError, RunError
 from ..evidence.evaluate import evaluate_run
-from .losses import balanced_class_weights
 from .models import (
     apply_lora,
     build_student,
-    config_value,
     default_layer_map,
     describe,
     load_teacher,
-    load_tokenizer,
     load_trained,
     merge_lora,
-    source_config,
     trainable_parameters,
 )
-from ..files import CsvLog, atomic_dir, read_json, write_json_atomic
+from ..files import atomic_dir, write_json_atomic
 from ..runs import (
     CONFIG_FILE,
-    KD_COLUMNS,
-    TRAIN_COLUMNS,
-    VAL_COLUMNS,
     clear_progress,
     has_model,
-    metrics_path,
     model_dir,
     new_run_id,
-    resolve_run,
     seed_tag,
     set_status,
     write_progress,
@@ -67,53 +61,12 @@ from .loop import (
     predict_logits,
     train,
 )
-from .transfer import load_transfer_texts, split_labelled, with_transfer
+from .run_inputs import RunData, check_models, class_weights_for, copy_teacher, load_run_data, teacher_source
+from .transfer import with_transfer
 
 logger = logging.getLogger(__name__)
 
 LSTM_SLOW_LR = 5e-4  # below this, the LSTM student barely moves in a few epochs (measured on AG News, see README)
-PROGRESS_EVERY_S = 1.0  # progress file writes while training, at most one per this many seconds
-
-
-class CsvCallback:
-    """Writes the loop's step and evaluation rows to ``<kind>_train.csv`` and ``<kind>_val.csv``."""
-
-    def __init__(self, run_dir: Path, kind: str, tag: str | None = None):
-        cols = TRAIN_COLUMNS + (KD_COLUMNS + ["hidden_loss", "hard_loss"] if kind == "student" else [])
-        self.train_log = CsvLog(metrics_path(run_dir, tag or kind, "train"), cols)
-        self.val_log = CsvLog(metrics_path(run_dir, tag or kind, "val"), VAL_COLUMNS)
-
-    def on_step(self, row: dict[str, Any]) -> None:
-        self.train_log.write(row)
-
-    def on_eval(self, row: dict[str, Any]) -> None:
-        self.train_log.flush()  # the curves show the steps up to this evaluation with it
-        self.val_log.write(row)
-        self.val_log.flush()
-        logger.info("  eval @ step %d: val_loss %.4f  val_accuracy %.4f  val_macro_f1 %.4f",
-                    row["step"], row["val_loss"], row["val_accuracy"], row["val_macro_f1"])
-
-    def close(self) -> None:
-        self.train_log.close()
-        self.val_log.close()
-
-
-class ProgressCallback:
-    """Reports optimizer steps done over the whole run's steps as the run's ``train`` progress."""
-
-    def __init__(self, run: "_Run", kind: str):
-        self.run, self.kind = run, kind
-        self.offset = run.steps_done
-        self._last = 0.0
-
-    def on_step(self, row: dict[str, Any]) -> None:
-        self.run.steps_done = self.offset + int(row["step"])
-        if time.monotonic() - self._last >= PROGRESS_EVERY_S:
-            self._last = time.monotonic()
-            self.run.report()
-
-    def on_eval(self, row: dict[str, Any]) -> None:
-        pass
 
 
 def environment() -> dict[str, Any]:
@@ -217,7 +170,7 @@ class _Run:
 
     # ------------------------------------------------------------------ data
 
-    def setup(self, data: "RunData", teacher_src: Path | None) -> None:
+    def setup(self, data: RunData, teacher_src: Path | None) -> None:
         """Tokenise the data once, write config.json, build the loaders and plan the optimizer steps."""
         cfg = self.cfg
         self.splits, self.tokenizer, transfer_texts = data.splits, data.tokenizer, data.transfer_texts
@@ -314,7 +267,7 @@ class _Run:
     def reuse_teacher(self, src: Path) -> None:
         self.stage = "teacher"
         if self.is_main:
-            _copy_teacher(src, self.run_dir, self.splits.label_names)
+            copy_teacher(src, self.run_dir, self.splits.label_names)
         self.accelerator.wait_for_everyone()
         self.meta["architectures"]["teacher"] = {**describe(load_trained(model_dir(self.run_dir, "teacher"))),
                                                  "from_run": str(src.parent)}
@@ -375,40 +328,6 @@ class _Run:
                      self.loader("train", True, seed=seed), seed)
 
 
-def class_weights_for(cfg: RunConfig, splits: Splits) -> torch.Tensor | None:
-    """(C,) cross-entropy weights from the training labels for ``--class-weights balanced``; None for ``none``."""
-    if cfg.train.class_weights != "balanced":
-        return None
-    return balanced_class_weights(list(splits.train["label"]), len(splits.label_names))
-
-
-@dataclass
-class RunData:
-    """What a run trains on, loaded and checked before its folder exists."""
-
-    splits: Splits
-    tokenizer: Any
-    transfer_texts: list[str]  # texts whose labels the students never see (few-labels setting)
-
-
-def load_run_data(cfg: RunConfig, teacher_src: Path | None) -> RunData:
-    """The splits (few labels: the labelled subset, and the texts with hidden labels) and the tokenizer.
-
-    Every problem with the user's data shows here, so a rejected dataset leaves no run folder behind.
-    """
-    splits = load_splits(cfg.data, seed=cfg.train.seed)
-    transfer_texts: list[str] = []
-    if cfg.data.labelled:
-        # Few labels: teacher and baseline see the labelled rows only; the distilled student also learns the
-        # teacher's distribution on the other training texts (and --transfer-dataset), their labels hidden.
-        splits.train, hidden = split_labelled(splits.train, cfg.data.labelled, cfg.train.seed)
-        transfer_texts = list(hidden["text"]) + load_transfer_texts(cfg.data, cfg.train.seed)
-        splits.notes.append(f"{len(splits.train)} labelled training rows (stratified, seed {cfg.train.seed}); "
-                            f"{len(transfer_texts)} texts with hidden labels for the distilled student's soft targets")
-    tokenizer = load_tokenizer(str(teacher_src) if teacher_src else cfg.model.teacher)
-    return RunData(splits, tokenizer, transfer_texts)
-
-
 def run_pipeline(cfg: RunConfig) -> Path:
     """Train the requested models and evaluate them; returns the run folder.
 
@@ -421,7 +340,7 @@ def run_pipeline(cfg: RunConfig) -> Path:
     # A mistyped dataset path, a teacher that is not there, a value the models cannot take or data that
     # cannot be used fails here, before any run folder exists.
     resolve_dataset(cfg.data)
-    teacher_src = _teacher_source(cfg, cfg.runs_root())
+    teacher_src = teacher_source(cfg, cfg.runs_root())
     check_models(cfg, teacher_src)
     data = load_run_data(cfg, teacher_src)
     state = PartialState()
@@ -453,38 +372,6 @@ def run_pipeline(cfg: RunConfig) -> Path:
         raise
 
 
-def check_models(cfg: RunConfig, teacher_src: Path | None = None) -> None:
-    """What the config asks of the models, checked against their own configs (no weights loaded).
-
-    Raises:
-        ModelError: a teacher or student that is not there. ConfigError: --max-length beyond a model's position
-            limit, or a --layer-map entry beyond the teacher's layers.
-    """
-    t_cfg = source_config(str(teacher_src) if teacher_src else cfg.model.teacher,
-                          "--teacher-from" if teacher_src else "--teacher")
-    sources = [("teacher", t_cfg)]
-    if cfg.model.student and not cfg.model.is_lstm() and {"student", "baseline"} & set(cfg.train.models):
-        sources.append(("student", source_config(cfg.model.student, "--student")))
-    m = cfg.model
-    if m.is_lstm() and m.lstm_init == "teacher" and m.lstm_embedding_dim is not None:
-        width = config_value(source_config(m.teacher), "hidden")
-        if m.lstm_embedding_dim != width:
-            raise ConfigError(f"--lstm-embedding-dim {m.lstm_embedding_dim}: --lstm-init teacher copies the teacher's "
-                              f"{width}-wide embeddings. Leave out --lstm-embedding-dim, or use --lstm-init word2vec "
-                              "or random")
-    for what, mcfg in sources:
-        limit = config_value(mcfg, "positions")
-        if cfg.data.max_length > limit:
-            raise ConfigError(f"--max-length {cfg.data.max_length} is more than the {what} can read: it has "
-                              f"{limit} positions. Use --max-length {min(limit, 128)} (or up to {limit}); "
-                              "longer texts are truncated.")
-    layers = config_value(t_cfg, "layers")
-    bad = [j for j in (cfg.model.layer_map or []) if j >= layers]
-    if bad:
-        raise ConfigError(f"--layer-map {','.join(map(str, cfg.model.layer_map))}: the teacher has layers 0..{layers - 1}, "
-                          f"so {bad} do not exist")
-
-
 def _make_run_dir(cfg: RunConfig, state: PartialState) -> Path:
     """Create the run folder (main process) and return it; every process agrees on its name."""
     root = cfg.runs_root()
@@ -500,26 +387,3 @@ def _make_run_dir(cfg: RunConfig, state: PartialState) -> Path:
     state.wait_for_everyone()
     cfg.run_id = run_id
     return run_dir
-
-
-def _teacher_source(cfg: RunConfig, root: Path) -> Path | None:
-    if not cfg.model.teacher_from:
-        return None
-    src = model_dir(resolve_run(cfg.model.teacher_from, root), "teacher")
-    if not has_model(src.parent, "teacher"):
-        raise RunError(f"Run {cfg.model.teacher_from!r} has no complete teacher model at {src}; "
-                       "train one with --models teacher")
-    return src
-
-
-def _copy_teacher(src: Path, run_dir: Path, label_names: list[str]) -> None:
-    saved = read_json(src / "config.json")
-    saved_names = [saved.get("id2label", {}).get(str(i)) for i in range(len(saved.get("id2label", {})))]
-    if saved_names != label_names:
-        raise RunError(f"The teacher in {src} predicts {saved_names}, but this dataset's labels are {label_names}; "
-                       "reuse a teacher trained on the same dataset")
-    with atomic_dir(model_dir(run_dir, "teacher")) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
-    for split in ("train", "val"):
-        if metrics_path(src.parent, "teacher", split).exists():
-            shutil.copy2(metrics_path(src.parent, "teacher", split), metrics_path(run_dir, "teacher", split))

@@ -30,7 +30,7 @@ from accelerate.utils import set_seed
 from .batching import make_loader, tokenize_splits
 from ..errors import ConfigError, RunError
 from .models import apply_lora, build_student, load_trained, merge_lora
-from .pipeline import class_weights_for, load_run_data
+from .run_inputs import class_weights_for, load_run_data
 from ..files import read_json, write_json_atomic
 from ..runs import (
     CONFIG_FILE, clear_progress, has_model, load_run_config, model_dir, resolve_run, sweep_path, write_progress,
