@@ -11,7 +11,7 @@ import streamlit as st
 from distill_core import app
 from distill_core.config import MODEL_KINDS, MODEL_TITLES, ShipConfig
 from distill_core.errors import RunError
-from distill_core.evidence.verdict import ship_checks
+from distill_core.evidence.checks import ship_checks
 from distill_core.views import evidence as ev
 from distill_core.views import overview as ov
 
@@ -125,6 +125,17 @@ def verdict_ui(run) -> None:
         return
     style = getattr(st, ev.VERDICT_STYLE.get(v["distillation"], "info"))
     style(v["text"], icon=":material/balance:")
+    fig = ev.budget_figure(run.results)
+    if fig is not None:
+        with st.expander("What each model got: validation curves, best steps and caps",
+                         expanded=v["distillation"] == "inconclusive"):
+            st.plotly_chart(fig, width="stretch", key="budget_curves")
+            row = st.container(horizontal=True)
+            row.download_button("Figure (PNG)", lambda: ev.budget_png(run.results), f"{run.run_id}_validation_curves.png",
+                                "image/png", on_click="ignore", icon=":material/image:", key="dl_budget_png")
+            row.download_button("Curves (CSV)", ev.budget_table(run.results).to_csv(index=False).encode(),
+                                f"{run.run_id}_validation_curves.csv", "text/csv", on_click="ignore",
+                                icon=":material/download:", key="dl_budget_csv")
     if run.config.get("data", {}).get("labelled"):
         st.caption("Few labels: the teacher and the baseline learned from the labelled rows alone; the distilled "
                    "student also learned from the teacher's predictions on the other training texts, whose labels "

@@ -189,6 +189,12 @@ class TrainConfig:
     gamma_every: int = 10
     max_grad_norm: float = 1.0
     eval_every: int | None = None  # validate every N optimizer steps as well as at each epoch end
+    # Early stopping on the run's headline metric: the epochs become a cap, validation runs every `eval_every` steps
+    # (default: once per pass over the labelled rows, for every model alike), training stops after `patience`
+    # evaluations without a new best and the best weights are kept; the distilled student and the baseline get the
+    # same step cap.
+    early_stopping: bool = False
+    patience: int = 3
     seed: int = 42
     seeds: list[int] | None = None  # train each student once per seed (the teacher once, with the first); None: [seed]
     # "auto": bf16 autocast on GPUs that support it (else fp16), and on CPUs with AMX or AVX512-BF16 (else fp32);
@@ -399,6 +405,7 @@ _RULES: list[tuple[str, str, Any, str]] = [
     ("train", "gamma_every", lambda v: v >= 1, "a positive number of batches"),
     ("train", "max_grad_norm", lambda v: v >= 0, "at least 0 (0 turns clipping off)"),
     ("train", "eval_every", lambda v: v >= 1, "a positive number of steps, or leave it out"),
+    ("train", "patience", lambda v: v >= 1, "a positive number of evaluations without a new best (3 is usual)"),
     ("train", "seed", lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
     ("train", "num_threads", lambda v: v >= 1, "a positive number of threads"),
     ("kd", "temperature", lambda v: 0 < v <= 100, "a temperature greater than 0 and at most 100 (2 is usual)"),
@@ -407,7 +414,7 @@ _RULES: list[tuple[str, str, Any, str]] = [
     ("kd", "hard_weight", lambda v: v >= 0, "at least 0 (0 turns the teacher's-prediction loss off)"),
 ]
 _INTEGER_FIELDS = {"max_length", "max_train_samples", "max_eval_samples", "max_test_samples", "max_transfer_samples",
-                   "student_layers", "lstm_embedding_dim", "lstm_hidden", "batch_size", "eval_batch_size", "gamma_every", "eval_every", "seed", "num_threads"}
+                   "student_layers", "lstm_embedding_dim", "lstm_hidden", "batch_size", "eval_batch_size", "gamma_every", "eval_every", "patience", "seed", "num_threads"}
 
 
 def _is_number(value: Any, name: str) -> bool:

@@ -17,7 +17,8 @@ from datasets import Dataset, DatasetDict
 
 from conftest import LABELS, make_texts, shared_data_dir, train_args, write_hub_folder
 from distill_core.train.batching import tokenize_splits
-from distill_core.cli import build_parser, config_from_args, main
+from distill_core.cli import build_parser, main
+from distill_core.flags import config_from_args
 from distill_core.config import RunConfig
 from distill_core.presets import PRESET_SUMMARIES, PRESETS, preset_config
 from distill_core.train.data import load_splits, resolve_dataset

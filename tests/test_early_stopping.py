@@ -100,3 +100,10 @@ def test_without_patience_the_last_weights_stay(loaders, tokenizer, monkeypatch)
                      [weights])
     assert res.steps == 6 and res.validation["best_step"] == 2 and not res.validation["stopped_early"]
     assert all(torch.equal(v, weights.at[6][k]) for k, v in model.state_dict().items())
+
+
+def test_settings_from_a_config_stop_early_only_when_it_asks():
+    from distill_core.config import TrainConfig
+
+    assert loop.LoopSettings.from_config(TrainConfig(), "baseline").patience is None  # the default patience is inert
+    assert loop.LoopSettings.from_config(TrainConfig(early_stopping=True, patience=5), "teacher").patience == 5

@@ -13,7 +13,8 @@ from sklearn.metrics import f1_score
 from conftest import train_args
 from distill_core.cli import CHECK_FAILED, main
 from distill_core.config import ShipConfig
-from distill_core.evidence.verdict import compare, fidelity, macro_f1_batch, mcnemar, ship_checks, verdict
+from distill_core.evidence.checks import ship_checks
+from distill_core.evidence.verdict import compare, fidelity, macro_f1_batch, mcnemar, verdict
 from distill_core.train.losses import IGNORE_INDEX, kd_loss
 
 NAMES = ["a", "b", "c"]
@@ -112,7 +113,8 @@ def test_ship_checks_pass_fail_and_not_measured():
     assert by["Speed-up over the teacher at batch 1"].passed is True
     assert by["Accuracy lost to int8 (points)"].passed is False
     unmeasured = ship_checks(results, None, ShipConfig(max_drop=2.0))
-    assert [c.passed for c in unmeasured] == [True, True, None, None]
+    # without a bench, per-class figures or a validation curve, those checks are not measured, never passed
+    assert [c.passed for c in unmeasured] == [True, True, None, None, None, None]
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +146,14 @@ def test_check_exit_codes(seeded_run, tmp_path, capsys):
     assert code == CHECK_FAILED and "not measured" in out  # no bench yet: never a silent pass
     (run / "bench.json").write_text(json.dumps({"speedup": {"student_vs_teacher_median_len": 1.8},
                                                 "int8": {"accuracy_drop_points": 0.1}, "settings": {"median_tokens": 9}}))
+    assert main(["check", str(run), "--max-drop", "100", "--min-agreement", "0"]) == CHECK_FAILED
+    assert "FAIL          Classes the model never finds" in capsys.readouterr().out  # the tiny random student
+    # The same run with a student that finds every class and whose validation curve had flattened out passes.
+    results = json.loads((run / "results.json").read_text())
+    student = results["models"]["student"]
+    student["per_class"] = {n: {**m, "f1-score": 0.9} for n, m in student["per_class"].items()}
+    student.setdefault("training", {})["validation"] = _curve([0.8, 0.9, 0.89, 0.88], stopped=True)
+    (run / "results.json").write_text(json.dumps(results))
     assert main(["check", str(run), "--max-drop", "100", "--min-agreement", "0"]) == 0
     assert "Ready to ship" in capsys.readouterr().out
     assert main(["check", str(run), "--min-speedup", "5"]) == CHECK_FAILED
@@ -163,6 +173,30 @@ def test_few_labels_teacher_and_baseline_see_only_the_labelled_rows(tmp_path, da
     assert rows["train"] + rows["transfer"] == 57 and steps["student"] == 2 * 8
     results = json.loads((run / "results.json").read_text())
     assert results["test_rows"] == 24 and "verdict" in results
+
+
+def test_few_labels_with_early_stopping_gives_both_students_one_cap_and_keeps_each_best_step(
+        tmp_path, dataset_dir, teacher_dir, capsys):
+    """The few-labels setting end to end on tiny models, with early stopping as its preset turns it on."""
+    assert main(train_args(dataset_dir, teacher_dir, tmp_path, "fewes", "--labelled", "16", "--epochs", "6",
+                           "--early-stopping", "--patience", "2")) == 0
+    run = tmp_path / "fewes"
+    results = json.loads((run / "results.json").read_text())
+    v = {k: results["models"][k]["training"]["validation"] for k in ("teacher", "student", "baseline")}
+    # --eval-every 4 (train_args): validation every 4 steps for every model; the students share the larger cap:
+    # the distilled student's 2 epochs over 57 texts (2 x 8 steps) against the baseline's 2 x 2.
+    assert v["student"]["cap_steps"] == v["baseline"]["cap_steps"] == 16 and v["teacher"]["cap_steps"] == 12
+    for k, c in v.items():
+        steps = [s for s, _ in c["evaluations"]]
+        assert all(s % 4 == 0 or s == c["steps_trained"] for s in steps)
+        assert c["best_step"] in steps and c["best_value"] == max(x for _, x in c["evaluations"])
+        val = [line.split(",") for line in (run / f"{k}_val.csv").read_text().splitlines()[1:]]
+        assert len(val) == len(c["evaluations"])  # the curve recorded is the one written to <kind>_val.csv
+        if c["stopped_early"]:
+            assert c["steps_trained"] < c["cap_steps"]
+    assert "Budgets: distilled student best at step" in results["verdict"]["text"]
+    out = capsys.readouterr().out
+    assert results["verdict"]["text"] in out  # `train` ends by saying the verdict
 
 
 def test_sweep_scores_cells_on_validation_resumes_and_reports_test_once(tmp_path, tiny_run, monkeypatch, capsys):
@@ -235,3 +269,101 @@ def test_curves_page_overlays_the_other_seeds(seeded_run, tmp_path, monkeypatch)
     at.toggle(key="curves_seeds").set_value(True).run()
     assert not at.exception
     assert {"Distilled student (seed 7) train", "Baseline student (seed 7) train"} <= names()
+
+
+def _curve(values, stopped=False, cap=100):
+    ev = [[16 * (i + 1), v] for i, v in enumerate(values)]
+    best = max(range(len(values)), key=lambda i: values[i])
+    from distill_core.train.early_stopping import still_improving
+    return {"best_step": ev[best][0], "best_value": values[best], "steps_trained": ev[-1][0], "cap_steps": cap,
+            "stopped_early": stopped, "evaluations": ev, "still_improving": not stopped and still_improving(values)}
+
+
+def _helps_comparison():
+    y = np.zeros(400, int)
+    a, b = y.copy(), y.copy()
+    b[:40] = 1  # the distilled student is right on 40 more texts: +10 points, an interval well above 0
+    return compare(y, a, b, 2)
+
+
+def test_a_baseline_still_rising_at_its_end_gives_inconclusive_never_helps():
+    c = _helps_comparison()
+    assert verdict(c)[0] == "helps"
+    training = {"teacher": _curve([0.80, 0.85, 0.86, 0.86]), "student": _curve([0.7, 0.8, 0.85, 0.85]),
+                "baseline": _curve([0.689, 0.836, 0.832, 0.855], cap=64)}
+    word, text = verdict(c, training=training)
+    assert word == "inconclusive" and "baseline was still improving" in text and "0.855" in text
+    assert "baseline best at step 64 of at most 64" in text  # the budgets, stated
+    # A baseline whose curve flattened out (stopped by its patience) leaves the verdict standing.
+    training["baseline"] = _curve([0.7, 0.84, 0.83, 0.83, 0.82], stopped=True, cap=342)
+    word, text = verdict(c, training=training)
+    assert word == "helps" and "baseline best at step 32 of at most 342 (stopped early)" in text
+
+
+def test_a_teacher_cut_short_withholds_helps_and_a_rising_student_withholds_hurts():
+    c = _helps_comparison()
+    word, text = verdict(c, training={"teacher": _curve([0.5, 0.6, 0.7])})
+    assert word == "inconclusive" and "teacher was still improving" in text
+    hurts = compare(np.zeros(400, int), np.r_[np.ones(40, int), np.zeros(360, int)], np.zeros(400, int), 2)
+    assert verdict(hurts)[0] == "hurts"
+    assert verdict(hurts, training={"student": _curve([0.5, 0.6, 0.7])})[0] == "inconclusive"
+    # More baseline training cannot turn a loss into a gain: the verdict stands, with the note.
+    word, text = verdict(hurts, training={"baseline": _curve([0.5, 0.6, 0.7])})
+    assert word == "hurts" and "Note: the baseline was still improving" in text
+
+
+def test_no_difference_with_a_baseline_still_rising_keeps_its_word_and_says_so():
+    y = np.zeros(300, int)
+    word, text = verdict(compare(y, y, y, 2), training={"baseline": _curve([0.873, 0.882])})
+    assert word == "no measurable difference" and "Note: the baseline was still improving" in text and "0.882" in text
+
+
+def test_the_verdict_says_when_accuracy_and_macro_f1_point_opposite_ways():
+    # 300 texts, 30 of them the rare class 1. A finds every rare text but mislabels 60 common ones (accuracy 0.8,
+    # macro-F1 up); B always says class 0 (accuracy 0.9, macro-F1 about 0.47).
+    y = np.r_[np.ones(30, int), np.zeros(270, int)]
+    a = np.r_[np.ones(30, int), np.ones(60, int), np.zeros(210, int)]
+    b = np.zeros(300, int)
+    c = compare(y, a, b, 2)
+    word, text = verdict(c, metric="accuracy")
+    assert word == "hurts" and "By macro-F1 the difference points the other way" in text
+
+
+def test_a_class_never_predicted_is_named_in_the_verdict_and_fails_check():
+    from distill_core.evidence.verdict import collapse_sentence, collapsed_classes
+
+    per_class = {"a": {"f1-score": 0.9, "support": 50}, "b": {"f1-score": 0.8, "support": 40},
+                 "ABBR": {"f1-score": 0.0, "support": 9}, "none": {"f1-score": 0.0, "support": 0}}
+    assert collapsed_classes(per_class) == ["ABBR"]  # a class without test texts is not a collapse
+    assert collapsed_classes({"a": {"f1-score": 0.2, "support": 5}, "b": {"f1-score": 0.0, "support": 5}}) == []
+    assert "distilled student: ABBR" in collapse_sentence({"teacher": [], "student": ["ABBR"]})
+    results = {"test_rows": 99, "models": {"teacher": {"accuracy": 0.9, "per_class": {**per_class, "ABBR": {
+        "f1-score": 0.5, "support": 9}}}, "student": {"accuracy": 0.89, "per_class": per_class}}}
+    by = {c.name: c for c in ship_checks(results, None, ShipConfig())}
+    lost = by["Classes the model never finds"]
+    assert lost.passed is False and "ABBR" in lost.evidence and "the teacher finds them" in lost.evidence
+
+
+def test_check_fails_a_student_still_improving_and_labels_kl_by_model():
+    results = {"test_rows": 10, "models": {
+        "teacher": {"accuracy": 0.9}, "baseline": {"accuracy": 0.9, "fidelity": {"agreement": 0.99, "mean_kl": 0.01},
+                                                   "training": {"validation": _curve([0.5, 0.6, 0.7])}}}}
+    by = {c.name: c for c in ship_checks(results, None, ShipConfig(), model="baseline")}
+    assert "KL(teacher || baseline)" in by["Agreement with the teacher"].evidence
+    assert by["Trained until validation stopped improving"].passed is False
+
+
+def test_sweep_ranks_cells_by_the_headline_metric_with_an_interval_to_the_baseline():
+    from distill_core.train.sweep import _best, _compare_to_baseline
+
+    labels = np.r_[np.zeros(180, int), np.ones(20, int)]
+    base = {"temperature": 1.0, "alpha": 0.0, "val_accuracy": 0.9, "val_macro_f1": 0.47, "val_pred": [0] * 200}
+    finds_rare = np.r_[np.zeros(150, int), np.ones(50, int)]  # all 20 rare texts, 30 common ones wrong: acc 0.85
+    rare = {"temperature": 2.0, "alpha": 0.5, "val_accuracy": 0.85, "val_macro_f1": 0.76, "val_pred": finds_rare.tolist()}
+    common = {"temperature": 4.0, "alpha": 0.5, "val_accuracy": 0.9, "val_macro_f1": 0.47, "val_pred": [0] * 200}
+    cells = [base, rare, common]
+    assert _best(cells, "accuracy", exclude_baseline=True) is common
+    assert _best(cells, "macro_f1", exclude_baseline=True) is rare
+    _compare_to_baseline(cells, labels, "macro_f1")
+    assert rare["beats_baseline"] and rare["vs_baseline"]["low"] > 0
+    assert not common["beats_baseline"] and common["vs_baseline"]["estimate"] == 0

@@ -192,6 +192,13 @@ def test_model_cards_for_every_model_of_the_run(exported):
     assert "## ONNX export" in student and "model_int8.onnx" in student  # the export above
     assert "## ONNX export" not in (run / "teacher" / "README.md").read_text()
     assert "## Speed" not in student, "no bench.json, no latency"
+    # The usage snippet names the model's real folder and a text of the run's own test split, and the card the verdict.
+    import pandas as pd
+    assert f"model={str((run / 'student').resolve())!r}" in student
+    test_texts = list(pd.read_parquet(run / "predictions.parquet")["text"])
+    shown = student.split('classify(', 1)[1].split(")\n")[0]
+    assert any(repr(x[:200]) == shown for x in test_texts)
+    assert "Did distillation pay off? " + results["verdict"]["text"] in student
 
 
 def test_model_card_metadata_and_latency_from_a_hub_dataset_and_a_bench(exported):

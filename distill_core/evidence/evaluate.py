@@ -25,7 +25,7 @@ from ..ship.model_card import write_model_cards
 from ..config import MODEL_KINDS
 from ..train.data import Splits, run_splits
 from ..errors import RunError
-from .verdict import compare, fidelity, headline_metric, seed_summary, verdict
+from .verdict import collapse_sentence, collapsed_classes, compare, fidelity, headline_metric, seed_summary, verdict
 from ..train.models import describe, load_trained, num_parameters
 from ..files import read_json, write_json_atomic
 from ..runs import (
@@ -139,8 +139,10 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
                     results["models"][kind]["accuracy"] / max(results["models"]["teacher"]["accuracy"], 1e-12))
                 results["models"][kind]["fidelity"] = fidelity(np.stack(preds["teacher_probs"]),
                                                                 np.stack(preds[f"{kind}_probs"]), labels, names)
+    training = {k: (m.get("training") or {}).get("validation") for k, m in results["models"].items()}
+    results["collapsed_classes"] = {k: collapsed_classes(m["per_class"]) for k, m in results["models"].items()}
     results.update(_evidence(labels, pred_by_kind, len(names), seeds if seeds is not None else old.get("seeds"),
-                             results["headline_metric"]))
+                             results["headline_metric"], training, results["collapsed_classes"]))
     write_json_atomic(run_dir / RESULTS_FILE, results)
     tmp = run_dir / f".{PREDICTIONS_FILE}.tmp"
     preds.to_parquet(tmp, index=False)
@@ -154,9 +156,11 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
 
 
 def _evidence(labels: np.ndarray, pred: dict[str, np.ndarray], n_classes: int, seeds: dict | None,
-              metric: str = "accuracy") -> dict[str, Any]:
+              metric: str = "accuracy", training: dict[str, dict | None] | None = None,
+              collapsed: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Paired comparisons between the models, the spread across seeds, and the verdict on distillation, decided on
-    the run's headline ``metric`` (accuracy, or macro-F1 where the classes are imbalanced)."""
+    the run's headline ``metric`` (accuracy, or macro-F1 where the classes are imbalanced), withheld when a model
+    was still improving as it stopped (``training``: each model's validation curve), naming collapsed classes."""
     out: dict[str, Any] = {"comparisons": {}}
     for a, b in (("teacher", "student"), ("teacher", "baseline"), ("student", "baseline")):
         if a in pred and b in pred:
@@ -165,8 +169,10 @@ def _evidence(labels: np.ndarray, pred: dict[str, np.ndarray], n_classes: int, s
         out["seeds"] = {kind: _seed_entry(runs) for kind, runs in seeds.items()}
     if "student_vs_baseline" in out["comparisons"]:
         per_seed = {k: [r[metric] for r in v["runs"]] for k, v in out.get("seeds", {}).items()}
-        word, text = verdict(out["comparisons"]["student_vs_baseline"], per_seed, metric)
-        out["verdict"] = {"distillation": word, "text": text, "metric": metric}
+        word, text = verdict(out["comparisons"]["student_vs_baseline"], per_seed, metric, training)
+        note = collapse_sentence(collapsed or {})
+        out["verdict"] = {"distillation": word, "text": f"{text} {note}" if note else text, "metric": metric,
+                          "cut_short": [k for k, v in (training or {}).items() if v and v.get("still_improving")]}
     return out
 
 

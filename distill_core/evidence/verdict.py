@@ -1,10 +1,10 @@
-"""Evidence that distillation paid off: fidelity to the teacher, paired intervals, a verdict, ship checks.
+"""Evidence that distillation paid off: fidelity to the teacher, paired intervals, the verdict, the headline metric.
 
     fid = fidelity(p_teacher, p_student, labels, names)       # agreement, KL, JS, per-class agreement
     cmp = compare(labels, pred_student, pred_baseline)         # accuracy/macro-F1 difference, 95% intervals, McNemar
-    verdict(cmp)                                               # ("helps" | "no measurable difference" | "hurts", sentence)
+    verdict(cmp, training={...})                               # ("helps" | ... | "inconclusive", sentences)
+    collapsed_classes(results["models"]["student"]["per_class"])    # classes it never finds
     headline_metric([9507, 1196, 73, 168])                     # "macro_f1": imbalanced classes (else "accuracy")
-    ship_checks(results, bench, ShipConfig())                  # the user's own release thresholds, passed or failed
 
 Pure functions of arrays and of the run's JSON documents; ``evaluate`` stores their output in results.json.
 Intervals come from a paired bootstrap over the test examples (the same resampled examples for both models,
@@ -13,12 +13,9 @@ so what they share cancels out), alongside McNemar's exact test on the examples 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
-
-from ..config import ShipConfig
 
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -132,32 +129,77 @@ def compare(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n_classe
 
 
 METRIC_WORDS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+MODEL_WORDS = {"teacher": "teacher", "student": "distilled student", "baseline": "baseline"}
+# The verdicts withheld when a model was still improving as it stopped: a longer-trained baseline can erase a gain
+# (and an under-trained teacher makes a gain over it doubtful too), a longer-trained student can erase a loss. Any
+# other verdict stands, with a note that the model was cut short.
+OVERTURNED_BY = {"teacher": {"helps"}, "baseline": {"helps"}, "student": {"hurts"}}
 
 
-def verdict(comparison: dict[str, Any], seeds: dict[str, Any] | None = None,
-            metric: str = "accuracy") -> tuple[str, str]:
-    """Distillation helps / makes no measurable difference / hurts, decided by the interval of ``metric``.
+def _ci(comparison: dict[str, Any], metric: str) -> str:
+    d = comparison[f"{metric}_diff_points"]
+    return (f"{d['estimate']:+.2f} {METRIC_WORDS[metric]} points, {comparison['confidence']:.0%} interval "
+            f"{d['low']:+.2f} to {d['high']:+.2f}")
+
+
+def _sign(comparison: dict[str, Any], metric: str) -> int:
+    """+1 / -1 when the interval of ``metric`` excludes 0 on that side, else 0."""
+    d = comparison[f"{metric}_diff_points"]
+    return 1 if d["low"] > 0 else (-1 if d["high"] < 0 else 0)
+
+
+def _budget(kind: str, v: dict[str, Any]) -> str:
+    how = "stopped early" if v.get("stopped_early") else "ran to its cap"
+    return f"{MODEL_WORDS[kind]} best at step {v['best_step']} of at most {v['cap_steps']} ({how})"
+
+
+def verdict(comparison: dict[str, Any], seeds: dict[str, Any] | None = None, metric: str = "accuracy",
+            training: dict[str, dict[str, Any] | None] | None = None) -> tuple[str, str]:
+    """Distillation helps / makes no measurable difference / hurts, decided by the interval of ``metric``, or
+    "inconclusive" when a model that more training could change it for was still improving when it stopped.
 
     Args:
         comparison: ``compare(labels, distilled, baseline)``.
         seeds: optional ``{"student": [value, ...], "baseline": [value, ...]}``: ``metric`` on test across seeds.
         metric: ``accuracy`` or ``macro_f1`` (the run's headline metric: macro-F1 where classes are imbalanced).
+        training: optional ``{model: TrainResult.validation}`` for teacher, student and baseline: each one's best
+            step, step cap and whether its validation curve was still rising at the end (``still_improving``).
 
     Returns:
-        (verdict, one or two plain sentences with the interval that decides it).
+        (verdict, plain sentences: the interval that decides it, what each model was given, and the other metric
+        when it points the other way with an interval that excludes 0).
     """
-    d = comparison[f"{metric}_diff_points"]
-    name = METRIC_WORDS[metric]
-    ci = (f"{d['estimate']:+.2f} {name} points, {comparison['confidence']:.0%} interval {d['low']:+.2f} to "
-          f"{d['high']:+.2f}")
-    if d["low"] > 0:
+    ci = _ci(comparison, metric)
+    sign = _sign(comparison, metric)
+    if sign > 0:
         word, text = "helps", f"Distillation helps: the distilled student beats the baseline by {ci}."
-    elif d["high"] < 0:
+    elif sign < 0:
         word, text = "hurts", f"Distillation hurts: the distilled student trails the baseline by {ci}."
     else:
         word, text = ("no measurable difference",
                       f"No measurable difference between the distilled student and the baseline ({ci}; the "
                       f"interval includes 0).")
+    training = {k: v for k, v in (training or {}).items() if v}
+    cut = [k for k in ("teacher", "baseline", "student") if training.get(k, {}).get("still_improving")]
+    if cut:
+        who = " and the ".join(MODEL_WORDS[k] for k in cut)
+        curves = "; ".join(f"{MODEL_WORDS[k]}: " + ", ".join(f"{v:.3f}" for _, v in training[k]["evaluations"][-4:])
+                           for k in cut)
+        why = (f"the {who} {'was' if len(cut) == 1 else 'were'} still improving when training stopped (last validation "
+               f"{METRIC_WORDS[metric]} values: {curves})")
+        fix = ("Train longer (a larger --epochs, --student-epochs or --baseline-epochs) with --early-stopping, and "
+               "compare again.")
+        if any(word in OVERTURNED_BY[k] for k in cut):
+            word, text = ("inconclusive", f"Inconclusive: {why}, so more training could change the measured "
+                                          f"difference ({ci}). {fix}")
+        else:
+            text += f" Note: {why}. {fix}"
+    other = "macro_f1" if metric == "accuracy" else "accuracy"
+    if f"{other}_diff_points" in comparison and sign * _sign(comparison, other) < 0:
+        text += (f" By {METRIC_WORDS[other]} the difference points the other way ({_ci(comparison, other)}): the "
+                 f"two metrics disagree, so look at the per-class figures before trusting either.")
+    if "student" in training and "baseline" in training:
+        text += f" Budgets: {_budget('student', training['student'])}; {_budget('baseline', training['baseline'])}."
     m = comparison.get("mcnemar")
     if m:
         text += (f" On the {m['a_only'] + m['b_only']} test texts exactly one of them gets right, the distilled "
@@ -165,8 +207,33 @@ def verdict(comparison: dict[str, Any], seeds: dict[str, Any] | None = None,
     if seeds and len(seeds.get("student", [])) > 1 and len(seeds.get("baseline", [])) > 1:
         s, b = (np.asarray(seeds[k]) * 100 for k in ("student", "baseline"))
         text += (f" Across {len(s)} seeds: distilled {s.mean():.2f} ± {s.std(ddof=1):.2f}, baseline "
-                 f"{b.mean():.2f} ± {b.std(ddof=1):.2f} (mean ± sd, test {name} %).")
+                 f"{b.mean():.2f} ± {b.std(ddof=1):.2f} (mean ± sd, test {METRIC_WORDS[metric]} %).")
     return word, text
+
+
+# A class counts as collapsed for a model when its F1 is at most this while the model's best class reaches
+# COLLAPSE_CONTRAST: the model has learnt the task but never (or almost never) finds that class.
+COLLAPSED_F1 = 0.05
+COLLAPSE_CONTRAST = 0.3
+
+
+def collapsed_classes(per_class: dict[str, dict[str, float]]) -> list[str]:
+    """The classes a model never finds: test F1 at most ``COLLAPSED_F1`` (a class it never predicts has F1 0) while
+    its best class has F1 of at least ``COLLAPSE_CONTRAST``. Classes without test texts are left out.
+
+    Args:
+        per_class: ``{class: {"f1-score", "support", ...}}`` as in results.json.
+    """
+    scored = {n: m for n, m in per_class.items() if m.get("support", 0) > 0}
+    if not scored or max(m["f1-score"] for m in scored.values()) < COLLAPSE_CONTRAST:
+        return []
+    return [n for n, m in scored.items() if m["f1-score"] <= COLLAPSED_F1]
+
+
+def collapse_sentence(collapsed: dict[str, list[str]]) -> str | None:
+    """One sentence naming, per model, the classes it never finds; None when there are none."""
+    parts = [f"{MODEL_WORDS.get(k, k)}: {', '.join(v)}" for k, v in collapsed.items() if v]
+    return f"Classes a model never finds (test F1 at most {COLLAPSED_F1:g}): {'; '.join(parts)}." if parts else None
 
 
 def seed_summary(values: Sequence[float]) -> dict[str, float | int]:
@@ -198,74 +265,3 @@ def headline_metric(train_counts: Sequence[int]) -> str:
     On imbalanced classes accuracy rewards always predicting the majority class; macro-F1 weighs every class alike.
     """
     return "macro_f1" if imbalance_ratio(train_counts) > IMBALANCE_RATIO else "accuracy"
-
-
-# ----------------------------------------------------------------------------- ship checks
-
-
-@dataclass
-class Check:
-    """One release criterion: what was measured against the user's threshold."""
-
-    name: str
-    passed: bool | None  # None: not measured
-    value: float | None
-    threshold: float
-    evidence: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _get(d: Any, *path: str) -> Any:
-    for p in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(p)
-    return d
-
-
-def ship_checks(results: dict[str, Any], bench: dict[str, Any] | None, thresholds: ShipConfig,
-                model: str = "student") -> list[Check]:
-    """The user's release criteria for ``model`` against the run's test results and its bench.
-
-    A figure the run does not hold yet (no bench) is a check not measured (``passed`` None), never a pass.
-    """
-    models = results.get("models") or {}
-    t, s = models.get("teacher") or {}, models.get(model) or {}
-    checks = []
-    drop = (t["accuracy"] - s["accuracy"]) * 100 if t.get("accuracy") is not None and s.get("accuracy") is not None else None
-    cmp = _get(results, "comparisons", f"teacher_vs_{model}", "accuracy_diff_points")
-    evidence = (f"teacher {t.get('accuracy', 0):.2%} vs {s.get('accuracy', 0):.2%} on {results.get('test_rows', '?')} test "
-                f"texts" + (f"; 95% interval of the drop {cmp['low']:+.2f} to {cmp['high']:+.2f} points" if cmp else ""))
-    checks.append(Check("Accuracy drop from the teacher (points)", None if drop is None else drop <= thresholds.max_drop,
-                        drop, thresholds.max_drop, evidence if drop is not None else "no test results for both models"))
-    fid = s.get("fidelity") or {}
-    agree = fid.get("agreement", s.get("agreement_with_teacher"))
-    checks.append(Check("Agreement with the teacher", None if agree is None else agree >= thresholds.min_agreement,
-                        agree, thresholds.min_agreement,
-                        f"same top-1 class on {agree:.1%} of test texts" + (
-                            f"; mean KL(teacher || student) {fid['mean_kl']:.3f} nats" if "mean_kl" in fid else "")
-                        if agree is not None else "no agreement figure: re-run `evaluate`"))
-    key = "student_vs_teacher_median_len" if model == "student" else None
-    speed = _get(bench, "speedup", key) if key else None
-    checks.append(Check("Speed-up over the teacher at batch 1", None if speed is None else speed >= thresholds.min_speedup,
-                        speed, thresholds.min_speedup,
-                        f"p50 latency ratio at the median test length ({_get(bench, 'settings', 'median_tokens')} tokens)"
-                        if speed is not None else "not measured: run `python -m distill_core bench RUN`"))
-    int8 = _get(bench, "int8", "accuracy_drop_points") if model == "student" else None
-    checks.append(Check("Accuracy lost to int8 (points)", None if int8 is None else int8 <= thresholds.max_int8_drop,
-                        int8, thresholds.max_int8_drop,
-                        "fp32 minus int8 student on the bench's test texts" if int8 is not None
-                        else "not measured: run `python -m distill_core bench RUN`"))
-    return checks
-
-
-def format_checks(checks: Sequence[Check]) -> str:
-    """The checks as the ``check`` command prints them."""
-    lines = []
-    for c in checks:
-        state = "not measured" if c.passed is None else ("PASS" if c.passed else "FAIL")
-        value = "-" if c.value is None else f"{c.value:.3g}"
-        lines.append(f"{state:<13} {c.name}: {value} (threshold {c.threshold:g}); {c.evidence}")
-    return "\n".join(lines)

@@ -23,7 +23,8 @@ import yaml
 
 from ..config import MODEL_KINDS, MODEL_TITLES, PACKAGED_TEACHER
 from ..files import read_json, write_text_atomic
-from ..runs import BENCH_FILE, CONFIG_FILE, ONNX_EXPORT_FILE, RESULTS_FILE, has_model, model_card_path, onnx_dir
+from ..runs import (BENCH_FILE, CONFIG_FILE, ONNX_EXPORT_FILE, PREDICTIONS_FILE, RESULTS_FILE, has_model, model_card_path,
+                   model_dir, onnx_dir)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def write_model_cards(run_dir: Path, results: dict[str, Any] | None = None) -> l
     if results is None and (run_dir / RESULTS_FILE).is_file():
         results = read_json(run_dir / RESULTS_FILE)
     bench = read_json(run_dir / BENCH_FILE) if (run_dir / BENCH_FILE).is_file() else None
+    example = example_text(run_dir)
     written = []
     for kind in MODEL_KINDS:
         if not has_model(run_dir, kind):
@@ -57,7 +59,8 @@ def write_model_cards(run_dir: Path, results: dict[str, Any] | None = None) -> l
         path = model_card_path(run_dir, kind)
         export = onnx_dir(run_dir, kind) / ONNX_EXPORT_FILE
         onnx = read_json(export) if export.is_file() else None
-        write_text_atomic(path, model_card(run_dir.name, kind, config, results, bench, onnx))
+        write_text_atomic(path, model_card(run_dir.name, kind, config, results, bench, onnx,
+                                           folder=model_dir(run_dir, kind).resolve(), example=example))
         written.append(path)
     logger.info("Wrote model cards: %s", ", ".join(str(p.relative_to(run_dir)) for p in written))
     return written
@@ -75,12 +78,31 @@ def refresh_model_cards(run_dir: Path) -> list[Path]:
         return []
 
 
+def example_text(run_dir: Path, longest: int = 200) -> str | None:
+    """A short test text of the run's own data (for the usage snippet): the shortest of the first 50 test texts
+    that has at least five words, cut to ``longest`` characters; None without predictions.parquet."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    import pandas as pd
+
+    texts = [str(x) for x in pd.read_parquet(path, columns=["text"])["text"].head(50)]
+    usable = [x for x in texts if len(x.split()) >= 5] or texts
+    return min(usable, key=len)[:longest] if usable else None
+
+
 # ----------------------------------------------------------------------------- one card
 
 
 def model_card(run_id: str, kind: str, config: dict[str, Any], results: dict[str, Any] | None = None,
-               bench: dict[str, Any] | None = None, onnx: dict[str, Any] | None = None) -> str:
-    """The README.md of one model (``teacher``, ``student`` or ``baseline``) of a run: metadata, then prose."""
+               bench: dict[str, Any] | None = None, onnx: dict[str, Any] | None = None,
+               folder: Path | None = None, example: str | None = None) -> str:
+    """The README.md of one model (``teacher``, ``student`` or ``baseline``) of a run: metadata, then prose.
+
+    Args:
+        folder: where the model lies, for the usage snippet (default ``artifacts/runs/<run_id>/<kind>``).
+        example: a text of the run's own data for the snippet (``example_text``).
+    """
     data, info = config.get("data") or {}, config.get("dataset_info") or {}
     models = (results or {}).get("models") or {}
     me = models.get(kind) or {}
@@ -102,7 +124,7 @@ def model_card(run_id: str, kind: str, config: dict[str, Any], results: dict[str
         sections.append("## Speed\n\n" + speed)
     if onnx:
         sections.append("## ONNX export\n\n" + _onnx(onnx))
-    sections.append("## How to use it\n\n" + _usage(run_id, kind, _is_lstm(kind, config)))
+    sections.append("## How to use it\n\n" + _usage(run_id, kind, _is_lstm(kind, config), folder, example))
     sections.append("## Limitations\n\n" + _limitations(config))
     return "\n\n".join(sections).rstrip() + "\n"
 
@@ -249,6 +271,9 @@ def _evaluation(kind: str, results: dict[str, Any] | None) -> str:
         name = f"**{MODEL_TITLES.get(k, k)} (this model)**" if k == kind else MODEL_TITLES.get(k, k)
         lines.append(f"| {name} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {agree} |")
     me = models[kind]
+    verdict = (results or {}).get("verdict") or {}
+    if verdict.get("text") and kind != "teacher":
+        lines += ["", f"Did distillation pay off? {verdict['text']}"]
     if me.get("accuracy_retention") is not None:
         lines += ["", f"It keeps {me['accuracy_retention']:.1%} of the teacher's accuracy."]
     per_class = me.get("per_class") or {}
@@ -302,12 +327,13 @@ def _onnx(onnx: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _usage(run_id: str, kind: str, lstm: bool = False) -> str:
+def _usage(run_id: str, kind: str, lstm: bool = False, folder: Path | None = None, example: str | None = None) -> str:
     # The BiLSTM is this project's own model class: importing distill_core.train.models registers it with transformers.
+    where = str(folder) if folder else f"artifacts/runs/{run_id}/{kind}"
     return ("```python\n" + ("import distill_core.train.models  # registers the BiLSTM student with transformers\n" if lstm else "")
             + "from transformers import pipeline\n\n"
-            f'classify = pipeline("text-classification", model="artifacts/runs/{run_id}/{kind}")\n'
-            'classify("Stocks rallied on Friday after the central bank held rates.")\n```\n\n'
+            f"classify = pipeline(\"text-classification\", model={where!r})\n"
+            f"classify({(example or 'A text to classify.')!r})\n```\n\n"
             f"Or over HTTP: `python -m distill_core serve {run_id} --model {kind}`, then "
             "`POST /predict {\"text\": \"...\"}` (docs at `/docs`).")
 

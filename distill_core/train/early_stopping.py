@@ -68,7 +68,7 @@ class EarlyStopping:
         """What the run records for this model: the best step of at most ``cap_steps``, the ``steps`` trained,
         whether patience ended it, and whether its curve was still rising at the end."""
         stopped = self.should_stop and steps < cap_steps
-        return {"best_step": self.best_step, "best_value": None if not self.history else self.best,
+        return {"best_step": self.best_step, "best_value": None if not self.history else round(self.best, 6),
                 "steps_trained": int(steps), "cap_steps": int(cap_steps), "stopped_early": bool(stopped),
                 "patience": self.patience, "evaluations": [[s, round(v, 6)] for s, v in self.history],
                 "still_improving": (not stopped) and still_improving([v for _, v in self.history])}

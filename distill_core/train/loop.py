@@ -63,6 +63,8 @@ class LoopSettings:
     def from_config(cls, train_cfg, kind: str) -> "LoopSettings":
         """The settings for ``kind`` (teacher, student, baseline): its epochs and learning rate, the rest shared."""
         shared = {f.name: getattr(train_cfg, f.name) for f in fields(cls) if hasattr(train_cfg, f.name)}
+        # The patience applies only where early stopping is on; a config's default patience must not switch it on.
+        shared["patience"] = train_cfg.patience if getattr(train_cfg, "early_stopping", False) else None
         return cls(**{**shared, "epochs": train_cfg.epochs_for(kind), "learning_rate": train_cfg.lr_for(kind),
                       "desc": kind})
 
@@ -272,7 +274,8 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place for ``settings.epochs`` (fractions allowed) or ``settings.max_steps``.
 
-    Validation runs every ``eval_every`` steps (if set) and at the end of each epoch and of training. Step rows
+    Validation runs every ``eval_every`` steps (if set) and at the end of each epoch and of training (with
+    ``patience`` and ``eval_every``: on that cadence and at the end only). Step rows
     reach the callbacks in order, in groups about a second apart (see ``_StepLog``); evaluation rows at once.
     With ``settings.patience``, training stops once that many evaluations in a row bring no new best of
     ``settings.monitor``, and the model is put back to its best evaluation's weights; the epochs or ``max_steps``
@@ -350,7 +353,10 @@ def train(
                 last_eval_step = step
             clock.lap("logging")
         epoch += 1
-        if last_eval_step != step:
+        # Early stopping counts evaluations, so they come on one cadence for every model (every `eval_every` steps,
+        # and at the end), not also at epoch ends, whose length differs between models.
+        on_cadence_only = settings.patience is not None and settings.eval_every and step < total_steps
+        if last_eval_step != step and not on_cadence_only:
             evaluate(step, min(epoch, planned_epochs))
             last_eval_step = step
     log.flush()

@@ -31,6 +31,7 @@ from .callbacks import CsvCallback, ProgressCallback
 from .data import Splits, resolve_dataset
 from ..errors import ModelError, RunError
 from ..evidence.evaluate import evaluate_run
+from ..evidence.verdict import headline_metric
 from .models import (
     apply_lora,
     build_student,
@@ -66,7 +67,7 @@ from .transfer import with_transfer
 
 logger = logging.getLogger(__name__)
 
-LSTM_SLOW_LR = 5e-4  # below this, the LSTM student barely moves in a few epochs (measured on AG News, see README)
+LSTM_SLOW_LR = 5e-4  # below this, the LSTM student barely moves in a few epochs (measured on AG News, see docs/how-it-works.md)
 
 
 def environment() -> dict[str, Any]:
@@ -187,12 +188,17 @@ class _Run:
         if transfer_texts:
             info["rows"]["transfer"] = len(transfer_texts)
         info["train_label_counts"] = self.splits.train_label_counts()
+        # Every model's best step follows the run's headline metric (macro-F1 on imbalanced classes).
+        self.metric = headline_metric([info["train_label_counts"][n] for n in self.splits.label_names])
         self.meta = {**cfg.to_dict(), "dataset_info": info, "environment": env, "architectures": {},
                      "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if self.class_weights is not None:  # per class name, for the Overview
             self.meta["class_weights"] = dict(zip(self.splits.label_names, self.class_weights.tolist()))
         self.write_meta()
         self.train_loader, self.val_loader = self.loader("train", True), self.loader("validation", False)
+        # Optimizer steps per epoch of each model's data (the distilled student's holds the hidden-label texts too).
+        self.epoch_steps = {"teacher": len(self.train_loader), "baseline": len(self.train_loader),
+                            "student": len(self.loader("train", True, self.kd_train))}
         self.steps_total = self._planned_steps(teacher_src is None)
         logger.info("\n%s", _summary(cfg, self.run_dir, self.splits, padding_efficiency(self.train_loader), env))
         if cfg.model.is_lstm() and cfg.train.lr_for("student") < LSTM_SLOW_LR:
@@ -202,15 +208,31 @@ class _Run:
 
     def _planned_steps(self, train_teacher: bool) -> int:
         t = self.cfg.train
-        steps = {"teacher": len(self.train_loader), "baseline": len(self.train_loader),
-                 "student": len(self.loader("train", True, self.kd_train))}  # optimizer steps per epoch
         total = 0
         for kind in t.models:
             if kind == "teacher" and not train_teacher:
                 continue
             runs = 1 if kind == "teacher" else len(t.all_seeds())
-            total += runs * LoopSettings.from_config(t, kind).total_steps(steps[kind])
+            total += runs * self.settings(kind).total_steps(self.epoch_steps[kind])
         return total
+
+    def settings(self, kind: str) -> LoopSettings:
+        """How the loop trains ``kind``: its epochs and learning rate, its best step chosen on the headline metric.
+
+        With early stopping, validation runs once per pass over the labelled rows (or every ``--eval-every`` steps)
+        for every model alike, ``--patience`` evaluations without a new best end training, and the two students
+        share one step cap, the larger of their epochs' worth, so neither is cut short where the other is not.
+        """
+        t = self.cfg.train
+        s = LoopSettings.from_config(t, kind)
+        s.monitor = self.metric
+        if t.early_stopping:
+            s.patience = t.patience
+            s.eval_every = t.eval_every or self.epoch_steps["baseline"]
+            if kind in ("student", "baseline"):
+                s.max_steps = max(LoopSettings.from_config(t, k).total_steps(self.epoch_steps[k])
+                                  for k in ("student", "baseline"))
+        return s
 
     def loader(self, split: str, train_order: bool, ds=None, seed: int | None = None):
         t = self.cfg.train
@@ -241,8 +263,8 @@ class _Run:
         csv = [CsvCallback(self.run_dir, kind, tag)] if self.is_main else []
         acc = self.accelerator
         try:
-            res = train(model, train_dl, self.val_loader, objective, LoopSettings.from_config(self.cfg.train, kind),
-                        acc, [*csv, ProgressCallback(self, kind)])
+            res = train(model, train_dl, self.val_loader, objective, self.settings(kind), acc,
+                        [*csv, ProgressCallback(self, kind)])
         finally:
             for cb in csv:
                 cb.close()
@@ -251,7 +273,13 @@ class _Run:
         if first:
             self.timings[kind] = {"train_time_s": round(res.elapsed_s, 2),
                                   "train_samples_per_s": round(res.samples_per_s, 2), "steps": res.steps,
-                                  "mixed_precision": acc.mixed_precision, "phases_s": res.phases}
+                                  "mixed_precision": acc.mixed_precision, "phases_s": res.phases,
+                                  "validation": res.validation}
+            v = res.validation
+            if v:
+                logger.info("%s: best validation %s %.4f at step %d of at most %d%s", kind, self.metric.replace("_", "-"),
+                            v["best_value"], v["best_step"], v["cap_steps"],
+                            "; still improving when it stopped" if v["still_improving"] else "")
         split = ", ".join(f"{k} {v / max(res.elapsed_s, 1e-9):.0%}" for k, v in res.phases.items())
         logger.info("%s: %d steps in %.0f s (%.1f samples/s; %s)", tag, res.steps, res.elapsed_s, res.samples_per_s,
                     split)

@@ -8,8 +8,11 @@
 Each cell trains the run's distilled student afresh (same initialisation, data and seed as the run) with one
 (T, alpha) against the run's teacher, whose logits on the training texts are computed once per sweep and
 kept; the baseline cell is the same student without the teacher (alpha 0: cross-entropy alone). Every cell is
-scored on the *validation* split: accuracy, macro-F1 and agreement with the teacher. The best cell is chosen
-on validation accuracy (macro-F1 breaks ties), and only then is its test accuracy measured, once.
+trained by the run's own rule (early stopping with the same cap when the run used it) and scored on the
+*validation* split: accuracy, macro-F1, agreement with the teacher, and its difference from the baseline cell with a
+paired-bootstrap interval. The best cell is chosen on the run's headline metric (accuracy, or macro-F1 on imbalanced
+classes; the other breaks ties); it counts as beating the baseline only when that interval excludes 0. Only then
+are the chosen cell's and the baseline cell's test figures measured, once each.
 
 ``sweep/sweep.json`` in the run is rewritten (whole) after every cell, so an interrupted sweep resumes where
 it stopped without losing finished cells; its progress is the run's ``sweep`` progress report.
@@ -35,6 +38,7 @@ from ..files import read_json, write_json_atomic
 from ..runs import (
     CONFIG_FILE, clear_progress, has_model, load_run_config, model_dir, resolve_run, sweep_path, write_progress,
 )
+from ..evidence.verdict import compare, headline_metric
 from .loop import LoopSettings, accuracy_f1, cross_entropy_objective, kd_objective, make_accelerator, predict_logits, train
 from .transfer import with_transfer
 
@@ -91,7 +95,8 @@ def run_sweep(run: str | Path, settings: SweepSettings | None = None, root: Path
     if source and Path(source).is_dir():
         cfg.data.dataset = source  # the folder the run was trained on
     schedule = {"epochs": settings.epochs, "learning_rate": cfg.train.lr_for("student"), "batch_size": cfg.train.batch_size,
-                "seed": cfg.train.seed}
+                "seed": cfg.train.seed, "early_stopping": cfg.train.early_stopping,
+                "patience": cfg.train.patience if cfg.train.early_stopping else None}
     old = load_sweep(run_dir) or {}
     done = old.get("cells", []) if old.get("schedule") == schedule else []
     state = {"run_id": run_dir.name, "schedule": schedule,
@@ -108,25 +113,27 @@ def run_sweep(run: str | Path, settings: SweepSettings | None = None, root: Path
     try:
         report(0, "loading the run's data and its teacher's logits")
         ctx = _Context(cfg, run_dir)
-        best_model = None
+        state["metric"] = ctx.metric
+        models: dict[tuple[float, float], Any] = {}  # cells trained in this session, kept for their test figures
         for i, (t, a) in enumerate(todo, start=1):
             name = "baseline (alpha 0)" if a == 0 else f"T={t:g}, alpha={a:g}"
             report(i, f"cell {len(state['cells']) + 1} of {len(settings.cells())}: {name}")
             model, cell = ctx.train_cell(t, a, settings.epochs)
             state["cells"].append(cell)
+            _compare_to_baseline(state["cells"], ctx.val_labels, ctx.metric)
             write_json_atomic(sweep_path(run_dir), state)
             logger.info("sweep %s: validation accuracy %.4f, macro-F1 %.4f, agreement %.4f", name, cell["val_accuracy"],
                         cell["val_macro_f1"], cell["val_agreement"])
-            if a > 0 and cell is _best(state["cells"], exclude_baseline=True):
-                best_model = model  # kept in memory: the chosen cell's test figure needs no retraining
-        best = _best(state["cells"], exclude_baseline=True)
+            if a == 0 or cell is _best(state["cells"], ctx.metric, exclude_baseline=True):
+                models = {k: m for k, m in models.items() if k[1] == 0}  # the baseline and the best so far
+                models[(t, a)] = model  # kept in memory: its test figure needs no retraining
+        best = _best(state["cells"], ctx.metric, exclude_baseline=True)
         if best is not None:
-            report(total - 1, f"test accuracy of the chosen cell (T={best['temperature']:g}, alpha={best['alpha']:g})")
-            if best_model is None:  # chosen in an earlier, interrupted session: train it again (same seed, same result)
-                best_model, _ = ctx.train_cell(best["temperature"], best["alpha"], settings.epochs)
-            state["best"] = {**best, **{f"test_{k}": v for k, v in ctx.score(best_model, "test").items()}}
+            report(total - 1, f"test figures of the chosen cell (T={best['temperature']:g}, alpha={best['alpha']:g}) "
+                              "and of the baseline")
             baseline = next((c for c in state["cells"] if c["alpha"] == 0), None)
-            state["baseline"] = baseline
+            state["best"] = {**best, **ctx.test_figures(models, best, settings.epochs)}
+            state["baseline"] = {**baseline, **ctx.test_figures(models, baseline, settings.epochs)} if baseline else None
         write_json_atomic(sweep_path(run_dir), state)
         report(total, "done")
         return state
@@ -134,13 +141,28 @@ def run_sweep(run: str | Path, settings: SweepSettings | None = None, root: Path
         clear_progress(run_dir, "sweep")
 
 
-def _rank(cell: dict) -> tuple[float, float]:
-    return (cell["val_accuracy"], cell["val_macro_f1"])
+def _rank(cell: dict, metric: str) -> tuple[float, float]:
+    other = "macro_f1" if metric == "accuracy" else "accuracy"
+    return (cell[f"val_{metric}"], cell[f"val_{other}"])
 
 
-def _best(cells: list[dict], exclude_baseline: bool) -> dict | None:
+def _best(cells: list[dict], metric: str = "accuracy", exclude_baseline: bool = False) -> dict | None:
+    """The cell with the highest validation ``metric`` (the other headline metric breaks ties)."""
     pool = [c for c in cells if not (exclude_baseline and c["alpha"] == 0)]
-    return max(pool, key=_rank) if pool else None
+    return max(pool, key=lambda c: _rank(c, metric)) if pool else None
+
+
+def _compare_to_baseline(cells: list[dict], labels: np.ndarray, metric: str) -> None:
+    """Each distilled cell's validation difference from the baseline cell on ``metric``, with its paired-bootstrap
+    interval (``vs_baseline``) and whether it excludes 0 (``beats_baseline``); cells compared before are left."""
+    base = next((c for c in cells if c["alpha"] == 0 and c.get("val_pred") is not None), None)
+    if base is None:
+        return
+    for c in cells:
+        if c["alpha"] > 0 and c.get("val_pred") is not None and "vs_baseline" not in c:
+            d = compare(labels, np.asarray(c["val_pred"]), np.asarray(base["val_pred"]))[f"{metric}_diff_points"]
+            c["vs_baseline"] = {"metric": metric, **d}
+            c["beats_baseline"] = bool(d["low"] > 0)
 
 
 class _Context:
@@ -162,8 +184,11 @@ class _Context:
             lg, _ = predict_logits(teacher, self.loader(kd_train, False), self.accelerator.device, desc="teacher logits")
         self.kd_train = kd_train.add_column("teacher_logits", lg.tolist())
         self.plain_train = self.tok["train"]
-        val_lg, _ = predict_logits(teacher, self.loader(self.tok["validation"], False), self.accelerator.device)
+        val_lg, self.val_labels = predict_logits(teacher, self.loader(self.tok["validation"], False),
+                                                 self.accelerator.device)
         self.teacher_val_pred = val_lg.argmax(-1)
+        counts = self.splits.train_label_counts()
+        self.metric = headline_metric([counts[n] for n in self.splits.label_names])
         del teacher
 
     def loader(self, ds, shuffle: bool):
@@ -182,23 +207,45 @@ class _Context:
             student = apply_lora(student, spec)
         settings = LoopSettings.from_config(cfg.train, "student")
         settings.epochs, settings.eval_every, settings.desc = epochs, None, f"T={temperature:g} alpha={alpha:g}"
+        kd_loader = self.loader(self.kd_train, True)
+        val_loader = None
+        if cfg.train.early_stopping:
+            # The run's rule: the distilled cells' step cap for the baseline cell too, validation once per pass over
+            # the labelled rows, the best step kept.
+            val_loader = self.loader(self.tok["validation"], False)
+            settings.max_steps = settings.total_steps(len(kd_loader))
+            settings.eval_every = cfg.train.eval_every or len(self.loader(self.plain_train, True))
+            settings.patience, settings.monitor = cfg.train.patience, self.metric
         t0 = time.perf_counter()
         if alpha == 0:
-            train(student, self.loader(self.plain_train, True), None,
-                  partial(cross_entropy_objective, class_weights=self.class_weights), settings, self.accelerator)
+            res = train(student, self.loader(self.plain_train, True), val_loader,
+                        partial(cross_entropy_objective, class_weights=self.class_weights), settings, self.accelerator)
         else:
-            train(student, self.loader(self.kd_train, True), None,
-                  kd_objective(temperature, alpha, hard_weight=cfg.kd.hard_weight, class_weights=self.class_weights),
-                  settings, self.accelerator)
+            res = train(student, kd_loader, val_loader,
+                        kd_objective(temperature, alpha, hard_weight=cfg.kd.hard_weight, class_weights=self.class_weights),
+                        settings, self.accelerator)
         student = merge_lora(self.accelerator.unwrap_model(student, keep_fp32_wrapper=False))  # scored in fp32
+        scores = self.score(student, "validation")
         cell = {"temperature": temperature, "alpha": alpha, "train_time_s": round(time.perf_counter() - t0, 2),
-                **{f"val_{k}": v for k, v in self.score(student, "validation").items()}}
+                "steps": res.steps, "best_step": (res.validation or {}).get("best_step", res.steps),
+                **{f"val_{k}": v for k, v in scores.items()}}
         return student, cell
+
+    def test_figures(self, models: dict, cell: dict, epochs: float) -> dict[str, float]:
+        """Test figures of ``cell``'s model: the one kept from this session, or trained again (same seed, same
+        result) when the cell was finished in an earlier, interrupted session."""
+        model = models.get((cell["temperature"], cell["alpha"]))
+        if model is None:
+            model, _ = self.train_cell(cell["temperature"], cell["alpha"], epochs)
+        scores = self.score(model, "test")
+        scores.pop("pred", None)
+        return {f"test_{k}": v for k, v in scores.items()}
 
     def score(self, model, split: str) -> dict[str, float]:
         lg, lb = predict_logits(model, self.loader(self.tok[split], False), self.accelerator.device)
         pred = lg.argmax(-1)
-        out = accuracy_f1(lb, pred)
+        out: dict[str, Any] = accuracy_f1(lb, pred)
         if split == "validation":
             out["agreement"] = float(np.mean(pred == self.teacher_val_pred))
+            out["pred"] = pred.tolist()  # for the paired interval against the baseline cell
         return out

@@ -5,6 +5,8 @@
     fidelity_table(results)       # each student against the teacher: agreement, KL, JS
     seeds_table(results)          # test accuracy and macro-F1 across seeds, mean and spread
     checks_table(checks)          # the user's ship checks, passed or failed with their evidence
+    budget_table(results)         # what each model got: its validation curve, best step, step cap
+    budget_figure(results)        # those curves, the best step of each marked
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..config import SHORT_TITLES
-from ..evidence.verdict import Check
+from ..evidence.checks import Check
 from .common import png_bytes
 
 PAIRS = {"student_vs_baseline": ("student", "baseline"), "teacher_vs_student": ("teacher", "student"),
          "teacher_vs_baseline": ("teacher", "baseline")}
-VERDICT_STYLE = {"helps": "success", "no measurable difference": "info", "hurts": "warning"}
+VERDICT_STYLE = {"helps": "success", "no measurable difference": "info", "hurts": "warning", "inconclusive": "warning"}
+CURVE_COLORS = {"teacher": "#1f4e8c", "student": "#e8702a", "baseline": "#8c8c8c"}
 
 
 def pair_title(key: str) -> str:
@@ -116,3 +119,58 @@ def checks_table(checks: Sequence[Check]) -> pd.DataFrame:
     """The ship checks: each one's state, value, threshold and evidence."""
     return pd.DataFrame([{"Check": c.name, "Result": "not measured" if c.passed is None else ("pass" if c.passed else "fail"),
                           "Value": c.value, "Threshold": c.threshold, "Evidence": c.evidence} for c in checks])
+
+
+def _curves(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: m["training"]["validation"] for k, m in (results.get("models") or {}).items()
+            if (m.get("training") or {}).get("validation")}
+
+
+def budget_table(results: dict[str, Any]) -> pd.DataFrame:
+    """One row per evaluation of each model: step, validation value of the headline metric, whether it is the best
+    step, and the model's step cap; empty for a run trained before validation curves were recorded."""
+    rows = [{"Model": SHORT_TITLES[k], "Step": s, "Validation value": v, "Best step": s == c["best_step"],
+             "Step cap": c["cap_steps"], "Stopped early": c["stopped_early"], "Still improving": c["still_improving"]}
+            for k, c in _curves(results).items() for s, v in c["evaluations"]]
+    return pd.DataFrame(rows)
+
+
+def budget_figure(results: dict[str, Any]) -> go.Figure | None:
+    """Each model's validation curve of the run's headline metric, its best step marked and its cap dotted: a curve
+    still rising at its right end is a model cut short."""
+    curves = _curves(results)
+    if not curves:
+        return None
+    metric = {"accuracy": "accuracy", "macro_f1": "macro-F1"}[results.get("headline_metric", "accuracy")]
+    fig = go.Figure()
+    for k, c in curves.items():
+        steps, values = zip(*c["evaluations"])
+        name = SHORT_TITLES[k] + (" (still improving)" if c["still_improving"] else "")
+        fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=name,
+                                 line=dict(color=CURVE_COLORS.get(k), dash="dot" if c["still_improving"] else "solid")))
+        fig.add_trace(go.Scatter(x=[c["best_step"]], y=[c["best_value"]], mode="markers", showlegend=False,
+                                 marker=dict(symbol="star", size=14, color=CURVE_COLORS.get(k)),
+                                 hovertemplate=f"{SHORT_TITLES[k]}: best at step %{{x}} of at most {c['cap_steps']}"
+                                               "<extra></extra>"))
+    fig.update_layout(title=f"Validation {metric} while training (star: the step kept)", height=340,
+                      xaxis_title="optimizer step", yaxis_title=f"validation {metric}", margin=dict(t=50, b=10, l=10, r=10),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def budget_png(results: dict[str, Any]) -> bytes:
+    """``budget_figure`` drawn with matplotlib, for the PNG download."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3.4), dpi=120)
+    ax = fig.subplots()
+    for k, c in _curves(results).items():
+        steps, values = zip(*c["evaluations"])
+        ax.plot(steps, values, marker="o", ms=3, ls=":" if c["still_improving"] else "-", color=CURVE_COLORS.get(k),
+                label=SHORT_TITLES[k] + (" (still improving)" if c["still_improving"] else ""))
+        ax.plot([c["best_step"]], [c["best_value"]], marker="*", ms=12, color=CURVE_COLORS.get(k))
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation " + results.get("headline_metric", "accuracy").replace("_", "-"))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return png_bytes(fig)

@@ -15,13 +15,27 @@ METRICS = {"val_accuracy": "validation accuracy", "val_macro_f1": "validation ma
 
 
 def sweep_table(sweep: dict[str, Any]) -> pd.DataFrame:
-    """One row per cell: T, alpha, validation accuracy, macro-F1, agreement, training time; the baseline first."""
+    """One row per cell: T, alpha, validation accuracy, macro-F1, agreement, its difference from the baseline cell
+    with the 95% interval, training time; the baseline first."""
     rows = [{"Cell": "baseline (no teacher)" if c["alpha"] == 0 else f"T={c['temperature']:g}, alpha={c['alpha']:g}",
              "T": None if c["alpha"] == 0 else c["temperature"], "alpha": c["alpha"],
              "Validation accuracy": c["val_accuracy"], "Validation macro-F1": c["val_macro_f1"],
-             "Agreement with teacher": c["val_agreement"], "Train time (s)": c.get("train_time_s")}
+             "Agreement with teacher": c["val_agreement"], "vs baseline (points, 95% interval)": _vs_text(c),
+             "Train time (s)": c.get("train_time_s")}
             for c in sweep.get("cells", [])]
     return pd.DataFrame(rows)
+
+
+def _vs_text(cell: dict[str, Any]) -> str:
+    d = cell.get("vs_baseline")
+    if not d:
+        return ""
+    return f"{d['estimate']:+.2f} ({d['low']:+.2f} to {d['high']:+.2f})"
+
+
+def headline(sweep: dict[str, Any]) -> str:
+    """The metric the sweep chose on: the run's headline (accuracy, or macro-F1 on imbalanced classes)."""
+    return sweep.get("metric", "accuracy")
 
 
 def grid(sweep: dict[str, Any], metric: str = "val_accuracy") -> tuple[list[float], list[float], np.ndarray]:
@@ -101,12 +115,22 @@ def choice_sentence(sweep: dict[str, Any]) -> str:
     best, base = sweep.get("best"), _baseline(sweep)
     if not best:
         return "No distilled cell finished yet."
-    text = (f"Chosen on validation: T={best['temperature']:g}, alpha={best['alpha']:g} (validation accuracy "
+    metric = headline(sweep)
+    word = {"accuracy": "accuracy", "macro_f1": "macro-F1"}[metric]
+    text = (f"Chosen on validation {word}: T={best['temperature']:g}, alpha={best['alpha']:g} (validation accuracy "
             f"{best['val_accuracy']:.2%}, macro-F1 {best['val_macro_f1']:.3f}")
-    text += f"; the baseline without a teacher: {base['val_accuracy']:.2%})." if base else ")."
+    text += f"; the baseline without a teacher: {base['val_accuracy']:.2%}, {base['val_macro_f1']:.3f})." if base else ")."
+    d = best.get("vs_baseline")
+    if d:
+        text += (f" Against the baseline: {_vs_text(best)} {word} points, "
+                 + ("a measurable gain." if best.get("beats_baseline") else
+                    "an interval that includes 0: no cell beats the baseline measurably on validation."))
     if best.get("test_accuracy") is not None:
-        text += (f" Its test accuracy, measured once after the choice: {best['test_accuracy']:.2%} "
-                 f"(macro-F1 {best['test_macro_f1']:.3f}).")
+        text += (f" Test figures, measured once after the choice: chosen cell {best['test_accuracy']:.2%} "
+                 f"(macro-F1 {best['test_macro_f1']:.3f})")
+        b = sweep.get("baseline") or {}
+        text += (f", baseline cell {b['test_accuracy']:.2%} (macro-F1 {b['test_macro_f1']:.3f})."
+                 if b.get("test_accuracy") is not None else ".")
     return text
 
 
@@ -115,10 +139,10 @@ def format_sweep(sweep: dict[str, Any]) -> str:
     s = sweep.get("schedule", {})
     lines = [f"{sweep.get('run_id', '')}: {len(sweep.get('cells', []))} cells, each {s.get('epochs')} epoch(s) at lr "
              f"{s.get('learning_rate')}, batch {s.get('batch_size')}, seed {s.get('seed')}",
-             f"{'cell':<26} {'val acc':>8} {'val F1':>8} {'agree':>7} {'time s':>7}"]
+             f"{'cell':<26} {'val acc':>8} {'val F1':>8} {'agree':>7} {'time s':>7}  vs baseline, points (95% interval)"]
     for c in sorted(sweep.get("cells", []), key=lambda c: (c["alpha"] > 0, c["alpha"], c["temperature"])):
         name = "baseline (no teacher)" if c["alpha"] == 0 else f"T={c['temperature']:g}, alpha={c['alpha']:g}"
         lines.append(f"{name:<26} {c['val_accuracy']:>8.4f} {c['val_macro_f1']:>8.4f} {c['val_agreement']:>7.3f} "
-                     f"{c.get('train_time_s') or 0:>7.0f}")
+                     f"{c.get('train_time_s') or 0:>7.0f}  {_vs_text(c)}")
     lines += ["", choice_sentence(sweep)]
     return "\n".join(lines)
