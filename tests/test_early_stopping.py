@@ -3,11 +3,10 @@ weights being the best step's, and the "still improving" rule behind an inconclu
 
 import pytest
 import torch
-from datasets import Dataset
+from test_training import loaders  # noqa: F401  (the fixture: a separable two-class task)
 from tiny_models import tiny_teacher
 
 import distill_core.train.loop as loop
-from distill_core.train.batching import make_loader
 from distill_core.train.early_stopping import EarlyStopping, still_improving
 
 LABELS = ["x", "y"]
@@ -48,15 +47,6 @@ def test_a_curve_rising_at_its_cap_is_flagged():
     assert s["still_improving"] and not s["stopped_early"] and s["best_step"] == 64
 
 
-@pytest.fixture()
-def loaders(tokenizer):
-    texts = ["the team won the cup ."] * 12 + ["stocks and shares fell in the market today ."] * 12
-    ds = Dataset.from_dict({"text": texts, "label": [0] * 12 + [1] * 12})
-    ds = ds.map(lambda b: {**tokenizer(b["text"]), "length": [len(tokenizer(t)["input_ids"]) for t in b["text"]]},
-                batched=True).remove_columns(["token_type_ids"])
-    return make_loader(ds, tokenizer, 4, shuffle=True, seed=0), make_loader(ds, tokenizer, 8, shuffle=False)
-
-
 class WeightsAtEachEval:
     """Keeps a copy of the model's weights at every evaluation, keyed by step."""
 
@@ -74,7 +64,7 @@ def test_the_loop_stops_after_its_patience_and_keeps_the_best_weights(loaders, t
     scripted = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.95])  # the best comes at the 2nd evaluation, then 2 worse ones
     monkeypatch.setattr(loop, "classification_metrics",
                         lambda lg, lb: {"loss": 1.0, "accuracy": 0.0, "macro_f1": next(scripted)})
-    train_dl, val_dl = loaders
+    train_dl, val_dl, _ = loaders
     model = tiny_teacher(tokenizer.vocab_size, LABELS)
     weights = WeightsAtEachEval(model)
     res = loop.train(model, train_dl, val_dl, loop.cross_entropy_objective,
@@ -92,7 +82,7 @@ def test_without_patience_the_last_weights_stay(loaders, tokenizer, monkeypatch)
     scripted = iter([0.9, 0.5, 0.5])
     monkeypatch.setattr(loop, "classification_metrics",
                         lambda lg, lb: {"loss": 1.0, "accuracy": next(scripted), "macro_f1": 0.0})
-    train_dl, val_dl = loaders
+    train_dl, val_dl, _ = loaders
     model = tiny_teacher(tokenizer.vocab_size, LABELS)
     weights = WeightsAtEachEval(model)
     res = loop.train(model, train_dl, val_dl, loop.cross_entropy_objective,
