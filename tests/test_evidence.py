@@ -276,7 +276,8 @@ def _curve(values, stopped=False, cap=100):
     best = max(range(len(values)), key=lambda i: values[i])
     from distill_core.train.early_stopping import still_improving
     return {"best_step": ev[best][0], "best_value": values[best], "steps_trained": ev[-1][0], "cap_steps": cap,
-            "stopped_early": stopped, "evaluations": ev, "still_improving": not stopped and still_improving(values)}
+            "stopped_early": stopped, "patience": 3, "evaluations": ev,
+            "still_improving": not stopped and still_improving(values)}
 
 
 def _helps_comparison():
@@ -316,6 +317,10 @@ def test_no_difference_with_a_baseline_still_rising_keeps_its_word_and_says_so()
     y = np.zeros(300, int)
     word, text = verdict(compare(y, y, y, 2), training={"baseline": _curve([0.873, 0.882])})
     assert word == "no measurable difference" and "Note: the baseline was still improving" in text and "0.882" in text
+    # Without early stopping the model kept is the last step's, and the budget says so.
+    fixed = {k: {**_curve([0.88, 0.87], cap=342), "patience": None} for k in ("student", "baseline")}
+    assert "distilled student trained 32 steps, the last kept (best validation at step 16)" in verdict(
+        compare(y, y, y, 2), training=fixed)[1]
 
 
 def test_the_verdict_says_when_accuracy_and_macro_f1_point_opposite_ways():

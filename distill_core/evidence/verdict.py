@@ -149,6 +149,9 @@ def _sign(comparison: dict[str, Any], metric: str) -> int:
 
 
 def _budget(kind: str, v: dict[str, Any]) -> str:
+    if v.get("patience") is None:  # no early stopping: the model kept is the last step's
+        return (f"{MODEL_WORDS[kind]} trained {v['steps_trained']} steps, the last kept (best validation at step "
+                f"{v['best_step']})")
     how = "stopped early" if v.get("stopped_early") else "ran to its cap"
     return f"{MODEL_WORDS[kind]} best at step {v['best_step']} of at most {v['cap_steps']} ({how})"
 

@@ -363,7 +363,7 @@ def train(
     bar.close()
     if best_state is not None and stopper.best_step != step:
         accelerator.unwrap_model(model).load_state_dict(best_state)
-        logger.info("%s: best %s %.4f at step %d of %d; those weights are kept", settings.desc, settings.monitor,
+        logger.debug("%s: best %s %.4f at step %d of %d; those weights are kept", settings.desc, settings.monitor,
                     stopper.best, stopper.best_step, step)
     clock.lap("logging")
     return TrainResult(steps=step, examples_seen=seen, elapsed_s=time.perf_counter() - t0,
