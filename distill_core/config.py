@@ -81,7 +81,9 @@ def runs_dir() -> Path:
 class DataConfig:
     """Which dataset, how it is split and tokenised."""
 
-    dataset: str = "ag_news"  # hub name, local hub-layout folder, or short name (see data.resolve_dataset)
+    dataset: str = "ag_news"  # hub name, local hub-layout folder, one data file, or short name (data.resolve_dataset)
+    validation_file: str | None = None  # with --dataset FILE: the validation split in a file of the same kind
+    test_file: str | None = None  # with --dataset FILE: the test split in a file of the same kind
     data_dir: str | None = None  # where short names are looked up first; default config.data_dir()
     text_column: str | None = None  # None: detect text / sentence / ...
     label_column: str | None = None  # None: detect label / labels / ...
@@ -313,6 +315,15 @@ class RunConfig:
                               f"{self.model.student_layers}: give one teacher layer per student layer")
         if not str(self.data.dataset or "").strip():
             raise ConfigError("--dataset is empty: name a hub dataset, a local folder, or a short name such as ag_news")
+        for flag, given in (("--validation-file", self.data.validation_file), ("--test-file", self.data.test_file)):
+            if given and not Path(self.data.dataset).expanduser().is_file():
+                raise ConfigError(f"{flag} {given!r} adds a split to a --dataset that is one file, but --dataset "
+                                  f"{self.data.dataset!r} is not a file. With a folder, put the split in it as its own "
+                                  "file (test.csv, validation.csv).")
+        # Kept absolute in the run's config.json, so `evaluate` finds them from any working folder.
+        for name in ("validation_file", "test_file"):
+            if getattr(self.data, name):
+                setattr(self.data, name, str(Path(getattr(self.data, name)).expanduser().resolve()))
         if self.run_id is not None:
             check_run_id(self.run_id)
         seeds = self.train.seeds

@@ -20,9 +20,14 @@ from .presets import preset_config
 # flag -> (section, field, type, help). Section "run": a RunConfig field.
 TRAIN_FLAGS: list[tuple[str, str, str, Any, str]] = [
     # data
-    ("--dataset", "data", "dataset", str, "hub name (fancyzhx/ag_news), local hub-layout folder, or short name "
+    ("--dataset", "data", "dataset", str, "one .csv, .tsv, .json, .jsonl or .parquet file, a hub name (fancyzhx/ag_news), a local "
+     "hub-layout folder, or a short name "
      "(ag_news, imdb, sst2, rotten_tomatoes, hate_speech18) looked up in --data-dir first, then on the hub"),
     ("--data-dir", "data", "data_dir", str, "folder of hub-layout datasets for short names (default $DISTILL_DATA_DIR)"),
+    ("--validation-file", "data", "validation_file", str, "with --dataset FILE: your validation split, a file of the "
+     "same kind (default: carved from the file, --validation-fraction)"),
+    ("--test-file", "data", "test_file", str, "with --dataset FILE: your test split, a file of the same kind (default: "
+     "carved from the file, --test-fraction)"),
     ("--text-column", "data", "text_column", str, "text column (default: detect text/sentence/content/review)"),
     ("--label-column", "data", "label_column", str, "label column (default: detect label/labels/class/target)"),
     ("--max-length", "data", "max_length", int, "tokens per text, longer texts are truncated (default 128)"),

@@ -312,9 +312,9 @@ def test_path_like_dataset_that_does_not_exist_fails_at_once(tmp_path, monkeypat
     _refused(tmp_path, DataConfig(dataset="data/mydata"), "Dataset folder 'data/mydata' not found: "
              f"{tmp_path.resolve() / 'data' / 'mydata'} does not exist", "Fix: pass an existing folder")
     _refused(tmp_path, DataConfig(dataset="mydata.csv"), f"{tmp_path.resolve() / 'mydata.csv'} does not exist")
-    make_texts(8, 0).to_csv(tmp_path / "train.csv", index=False)
-    _refused(tmp_path, DataConfig(dataset="train.csv"), "'train.csv' is a file",
-             "put the file in a folder as train.csv")
+    (tmp_path / "notes.txt").write_text("text,label\n")
+    _refused(tmp_path, DataConfig(dataset="notes.txt"), "'notes.txt' is a .txt file; it takes one .csv, .tsv, .json, "
+             ".jsonl, .parquet file", "save the data as CSV")
 
 
 def test_hub_names_still_go_to_the_hub(tmp_path, monkeypatch):

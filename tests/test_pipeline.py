@@ -114,11 +114,11 @@ def test_teacher_from_reuses_an_earlier_teacher(tmp_path, tiny_run, dataset_dir,
     assert r["models"]["teacher"]["accuracy"] == json.loads((tiny_run / "results.json").read_text())["models"]["teacher"]["accuracy"]
 
 
-def test_student_without_teacher_fails_cleanly_and_marks_the_run(tmp_path, dataset_dir, teacher_dir, caplog):
+def test_student_without_a_usable_teacher_is_refused_before_any_folder(tmp_path, dataset_dir, teacher_dir, caplog):
+    # --teacher is a bare pretrained encoder and teacher is not in --models: nothing could be distilled from it.
     assert main(train_args(dataset_dir, teacher_dir, tmp_path, "noteacher", "--models", "student")) == 2
-    info = load_run(tmp_path / "noteacher")
-    assert info.status == "failed"
-    assert "teacher" in info.error
+    assert "has no classification head" in caplog.text and "put teacher in --models" in caplog.text
+    assert not (tmp_path / "noteacher").exists()
 
 
 def test_mistyped_dataset_path_leaves_no_run_folder(tmp_path, teacher_dir, caplog):

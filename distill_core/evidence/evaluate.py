@@ -124,6 +124,9 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
             "dir_size_bytes": dir_size(model_dir(run_dir, kind)),
             "layers": describe(model)["layers"],
         }
+        given = ((saved.get("architectures") or {}).get(kind) or {}).get("given")
+        if given:
+            results["models"][kind]["given"] = given  # used as it is, not trained here
         # Training figures come from the pipeline; `evaluate` alone keeps the ones already recorded.
         training = (timings or {}).get(kind) or old.get("models", {}).get(kind, {}).get("training")
         if training:

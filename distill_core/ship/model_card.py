@@ -184,7 +184,10 @@ def metadata(run_id: str, kind: str, config: dict[str, Any], me: dict[str, Any],
 
 
 def _role(kind: str, config: dict[str, Any]) -> str:
-    """``ROLE[kind]``, naming the BiLSTM for an LSTM student."""
+    """``ROLE[kind]``, naming the BiLSTM for an LSTM student and saying when the teacher was given, not trained here."""
+    given = ((config.get("architectures") or {}).get("teacher") or {}).get("given")
+    if kind == "teacher" and given:
+        return f"the run's teacher, given as it is ({given}), not trained here"
     role = ROLE.get(kind, kind)
     return role.replace("a smaller DistilBERT", "a BiLSTM").replace("the same DistilBERT", "the same BiLSTM") \
         if _is_lstm(kind, config) else role

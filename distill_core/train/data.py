@@ -23,7 +23,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
 from ..config import DataConfig, data_dir
-from .dataset_files import COMPRESSED_SUFFIXES, TABLE_SUFFIXES, load_raw
+from .dataset_files import COMPRESSED_SUFFIXES, FILE_BUILDERS, TABLE_SUFFIXES, load_raw
 from ..errors import DataError
 from ..files import read_json
 from ..runs import CONFIG_FILE, load_run_config
@@ -88,7 +88,7 @@ class Splits:
 def resolve_dataset(cfg: DataConfig) -> str:
     """The path or hub name to hand to ``load_dataset``.
 
-    An existing folder is used as is. A name that looks like a path (it starts with ``.``, ``/`` or ``~``,
+    An existing folder, or one .csv / .tsv / .json / .jsonl / .parquet file, is used as is. A name that looks like a path (it starts with ``.``, ``/`` or ``~``,
     ends like a file such as ``.csv``, or has a separator and an existing parent folder, as ``data/mydata``)
     is a path: when it is not there, a DataError says so at once instead of after a hub lookup. A short name
     (``ag_news``) is looked up in the data dir first, then mapped to its hub dataset (``fancyzhx/ag_news``);
@@ -98,12 +98,13 @@ def resolve_dataset(cfg: DataConfig) -> str:
     p = Path(name).expanduser()
     if p.is_dir():
         return str(p.resolve())
+    if p.is_file():
+        if p.suffix.lower() not in FILE_BUILDERS:
+            raise DataError(f"--dataset {name!r} is a {p.suffix or 'suffix-less'} file; it takes one "
+                            f"{', '.join(FILE_BUILDERS)} file, a folder in the hub layout, or a hub name. Fix: save the "
+                            "data as CSV (a text and a label column) and pass that file.")
+        return str(p.resolve())
     if _looks_like_path(name):
-        if p.exists():
-            suffix = p.suffix.lower() if p.suffix.lower() in TABLE_SUFFIXES else ".csv"
-            raise DataError(f"--dataset {name!r} is a file ({p.resolve()}), but it takes a folder. Fix: put the "
-                            f"file in a folder as train{suffix} (with test{suffix} and validation{suffix} if you "
-                            "have them) and pass the folder.")
         raise DataError(f"Dataset folder {name!r} not found: {p.resolve()} does not exist. Fix: pass an existing "
                         "folder in the hub layout (a CSV/Parquet file per split plus an optional README card), "
                         "or a hub name such as fancyzhx/ag_news.")
@@ -420,6 +421,6 @@ def run_splits(run_dir: Path, saved: dict | None = None) -> Splits:
     saved = read_json(Path(run_dir) / CONFIG_FILE) if saved is None else saved
     cfg = load_run_config(run_dir, saved)
     source = saved.get("dataset_info", {}).get("source")
-    if source and Path(source).is_dir():
+    if source and Path(source).exists():  # the folder or file it read
         cfg.data.dataset = source
     return load_splits(cfg.data, seed=cfg.train.seed)

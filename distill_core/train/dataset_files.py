@@ -1,6 +1,8 @@
-"""Reading a dataset (a hub name, or a folder in the hub's layout), and saying why it failed when it does.
+"""Reading a dataset (a hub name, a folder in the hub's layout, or one data file), and saying why it failed.
 
     raw = load_raw(source, cfg)     # a DatasetDict of the splits as stored; data.load_splits checks and normalises it
+    raw = load_raw("tickets.csv", cfg)   # one file: its rows are the train split (cfg.test_file, cfg.validation_file
+                                         # add the others); read by datasets' own csv / json / parquet builders
 
 datasets and pandas wrap the real cause of a failure (an invalid class label, a bad encoding, a row with too
 many fields) in generic errors; here the innermost cause and the file it came from are found and turned into
@@ -34,6 +36,9 @@ LAYOUT_FIX = ("the folder needs one CSV/Parquet file per split (train.csv, test.
               "label column and, optionally, a README.md card declaring the splits and label names")
 MAX_CAUSE_CHARS = 200  # of a reader's own error message quoted in ours
 GENERIC_FAILURE = "An error occurred while generating the dataset"  # datasets' wrapper, says nothing itself
+# One data file as --dataset (or --test-file, --validation-file): datasets' builder for it, and its options.
+FILE_BUILDERS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".json": ("json", {}),
+                 ".jsonl": ("json", {}), ".parquet": ("parquet", {})}
 
 def _folder_cache_dir(folder: Path) -> str:
     """A datasets cache folder keyed by the folder's files (path, size, mtime).
@@ -42,12 +47,16 @@ def _folder_cache_dir(folder: Path) -> str:
     for another folder of the same name, or for edited files: stale rows, silently. Keying the cache on the
     files themselves makes every distinct content load afresh (and tokenisation caches follow it).
     """
+    return _cache_dir(folder.name, sorted(p for p in folder.rglob("*") if p.is_file()), folder)
+
+
+def _cache_dir(name: str, files: list[Path], root: Path) -> str:
     h = hashlib.blake2b(digest_size=8)
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for f in files:
         st = f.stat()
-        h.update(f"{f.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}".encode())
-    h.update(str(folder.resolve()).encode())
-    return str(Path(datasets.config.HF_DATASETS_CACHE) / "distill_lens" / f"{folder.name}-{h.hexdigest()}")
+        h.update(f"{f.resolve().relative_to(root.resolve())}|{st.st_size}|{st.st_mtime_ns}".encode())
+    h.update(str(root.resolve()).encode())
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "distill_lens" / f"{name}-{h.hexdigest()}")
 
 
 # ----------------------------------------------------------------------------- reading, and why it failed
@@ -340,9 +349,44 @@ def _load_folder(folder: Path) -> DatasetDict:
             raise DataError(f"Could not read {where}: {described}. Fix: {_read_fix(cause, features)}.") from e
 
 
+def _load_files(source: Path, cfg: DataConfig) -> DatasetDict:
+    """One data file as the train split, ``--validation-file`` and ``--test-file`` as theirs, through datasets' own
+    csv / json / parquet builder (all the files of one kind)."""
+    builder, options = FILE_BUILDERS[source.suffix.lower()]
+    files = {"train": [source]}
+    for split, given, flag in (("validation", cfg.validation_file, "--validation-file"),
+                               ("test", cfg.test_file, "--test-file")):
+        if given:
+            f = Path(given).expanduser()
+            if not f.is_file():
+                raise DataError(f"{flag} {given!r}: there is no file {f.resolve()}. Fix: pass an existing file of the "
+                                f"same kind as --dataset ({source.suffix}).")
+            if FILE_BUILDERS.get(f.suffix.lower(), (None,))[0] != builder:
+                raise DataError(f"{flag} {given!r} is a {f.suffix or 'suffix-less'} file but --dataset is "
+                                f"{source.suffix}: give every split in the same format.")
+            files[split] = [f.resolve()]
+    for split, paths in files.items():
+        if paths[0].stat().st_size == 0:
+            raise DataError(f"Split {split!r} has 0 rows: {paths[0]} is empty. Fix: fill it, or leave it out.")
+    every = [p for paths in files.values() for p in paths]
+    with _failed_files() as failed:
+        try:
+            return datasets.load_dataset(builder, data_files={k: [str(p) for p in v] for k, v in files.items()},
+                                         cache_dir=_cache_dir(source.stem, every, Path("/")), **options)
+        except Exception as e:  # noqa: BLE001 - datasets raises many types; all mean "could not read"
+            known = _known_failure(e, str(source), files)
+            if known:
+                raise known from e
+            cause = _innermost_cause(e)
+            bad_file, described = _locate(cause, failed, files, None)
+            raise DataError(f"Could not read {bad_file or source}: {described}. Fix: {_read_fix(cause, None)}.") from e
+
+
 def load_raw(source: str, cfg: DataConfig) -> DatasetDict:
     if Path(source).is_dir():
         ds = _load_folder(Path(source))
+    elif Path(source).is_file():
+        ds = _load_files(Path(source), cfg)
     else:
         try:
             ds = datasets.load_dataset(source)

@@ -62,7 +62,8 @@ from .loop import (
     predict_logits,
     train,
 )
-from .run_inputs import RunData, check_models, class_weights_for, copy_teacher, load_run_data, teacher_source
+from .run_inputs import (RunData, check_models, class_weights_for, copy_teacher, is_run_teacher, load_run_data,
+                         teacher_source)
 from .transfer import with_transfer
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,14 @@ def _student_words(cfg: RunConfig) -> str:
     return m.student or "DistilBERT built from the teacher, layers " + str(m.layer_map or "every other")
 
 
+def _teacher_words(cfg: RunConfig) -> str:
+    if cfg.model.teacher_from:
+        return f"{cfg.model.teacher_from} (given, not trained here)"
+    if "teacher" not in cfg.train.models and "student" in cfg.train.models:
+        return f"{cfg.model.teacher} (given, not trained here)"
+    return f"{cfg.model.teacher} (fine-tuned here)"
+
+
 def _summary(cfg: RunConfig, run_dir: Path, splits: Splits, pad_eff: float, env: dict) -> str:
     t, k = cfg.train, cfg.kd
     lines = [
@@ -122,7 +131,7 @@ def _summary(cfg: RunConfig, run_dir: Path, splits: Splits, pad_eff: float, env:
         f"  dataset     {splits.source}  labels {splits.label_names}",
         f"  rows        train {len(splits.train)}  validation {len(splits.validation)}  test {len(splits.test)}"
         + (f"  ({'; '.join(splits.notes)})" if splits.notes else ""),
-        f"  teacher     {cfg.model.teacher_from and 'from run ' + cfg.model.teacher_from or cfg.model.teacher}",
+        f"  teacher     {_teacher_words(cfg)}",
         f"  student     {_student_words(cfg)}",
         f"  models      {', '.join(t.models)}" + (f"; LoRA {cfg.model.lora} on {', '.join(cfg.model.lora_models or t.models)}"
                                                   if cfg.model.lora else ""),
@@ -171,7 +180,7 @@ class _Run:
 
     # ------------------------------------------------------------------ data
 
-    def setup(self, data: RunData, teacher_src: Path | None) -> None:
+    def setup(self, data: RunData, teacher_src: str | None) -> None:
         """Tokenise the data once, write config.json, build the loaders and plan the optimizer steps."""
         cfg = self.cfg
         self.splits, self.tokenizer, transfer_texts = data.splits, data.tokenizer, data.transfer_texts
@@ -292,13 +301,14 @@ class _Run:
         acc.free_memory()
         return model
 
-    def reuse_teacher(self, src: Path) -> None:
+    def reuse_teacher(self, src: str) -> None:
+        """The teacher used as it is (not trained here), copied into the run so its folder stands on its own."""
         self.stage = "teacher"
         if self.is_main:
-            copy_teacher(src, self.run_dir, self.splits.label_names)
+            copy_teacher(src, self.run_dir, self.splits.label_names, self.cfg.data.max_length, self.cfg.data.truncation)
         self.accelerator.wait_for_everyone()
-        self.meta["architectures"]["teacher"] = {**describe(load_trained(model_dir(self.run_dir, "teacher"))),
-                                                 "from_run": str(src.parent)}
+        origin = {"from_run": str(Path(src).parent)} if is_run_teacher(src) else {"given": src}
+        self.meta["architectures"]["teacher"] = {**describe(load_trained(model_dir(self.run_dir, "teacher"))), **origin}
         self.write_meta()
 
     def ce_objective(self):

@@ -1,6 +1,6 @@
 """What a run trains from, loaded and checked before its folder exists: the data, the models, a reused teacher.
 
-    teacher_src = teacher_source(cfg, cfg.runs_root())   # --teacher-from RUN: that run's teacher folder, else None
+    teacher_src = teacher_source(cfg, cfg.runs_root())   # a teacher used as it is (folder or hub id), else None
     check_models(cfg, teacher_src)                       # --max-length, --layer-map ... against the models' configs
     data = load_run_data(cfg, teacher_src)               # the splits (few labels: + hidden-label texts), the tokenizer
     weights = class_weights_for(cfg, data.splits)        # (C,) for --class-weights balanced, else None
@@ -8,36 +8,103 @@
 A mistyped teacher, a value the models cannot take or data that cannot be used fails here, so a rejected run
 leaves no folder behind (``pipeline.run_pipeline``); ``sweep`` loads a finished run's data through the same
 functions. ``copy_teacher`` puts the reused teacher into the new run once the folder exists.
+
+A teacher is used as it is, never trained again, when ``--teacher-from`` names a run, a run folder or a model folder,
+or when ``--teacher`` names a fine-tuned sequence-classification checkpoint (a folder or a hub id) and ``teacher`` is
+not in ``--models``. Its labels are matched to the dataset's by name (``align_labels``).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from datasets import Value
 
 from ..config import RunConfig
 from .data import Splits, load_splits
-from ..errors import ConfigError, RunError
-from ..files import atomic_dir, read_json
+from ..errors import ConfigError, DataError, ModelError, RunError
+from ..files import atomic_dir
 from .losses import balanced_class_weights
-from .models import config_value, load_tokenizer, source_config
-from ..runs import has_model, metrics_path, model_dir, resolve_run
+from .models import config_value, load_tokenizer, resolve_model_path, source_config
+from ..runs import STATUS_FILE, has_model, metrics_path, model_dir, resolve_run
 from .transfer import load_transfer_texts, split_labelled
 
 
-def teacher_source(cfg: RunConfig, root: Path) -> Path | None:
-    """The teacher folder of the run named by ``--teacher-from`` (None without it), checked to be whole."""
-    if not cfg.model.teacher_from:
+logger = logging.getLogger(__name__)
+GENERIC_LABEL = re.compile(r"LABEL_\d+")
+
+
+def teacher_source(cfg: RunConfig, root: Path) -> str | None:
+    """The teacher used as it is, not trained here: a model folder or a hub id; None when the run fine-tunes one.
+
+    ``--teacher-from`` takes a run id, a run folder or a model folder; without it, ``--teacher`` is used as it is when
+    the distilled student is trained and ``teacher`` is not in ``--models``. Either must have a classification head.
+    """
+    ref = cfg.model.teacher_from
+    if ref:
+        p = Path(ref).expanduser()
+        if p.is_dir() and (p / "config.json").is_file() and not (p / "teacher").is_dir():
+            src = str(p.resolve())  # a model folder (a run's teacher/, or any save_pretrained folder)
+        else:
+            run = resolve_run(ref, root)
+            if not has_model(run, "teacher"):
+                raise RunError(f"Run {ref!r} has no complete teacher model at {model_dir(run, 'teacher')}; "
+                               "train one with --models teacher")
+            src = str(model_dir(run, "teacher"))
+        flag = "--teacher-from"
+    elif "teacher" not in cfg.train.models and "student" in cfg.train.models:
+        src, flag = cfg.model.teacher, "--teacher"
+    else:
         return None
-    src = model_dir(resolve_run(cfg.model.teacher_from, root), "teacher")
-    if not has_model(src.parent, "teacher"):
-        raise RunError(f"Run {cfg.model.teacher_from!r} has no complete teacher model at {src}; "
-                       "train one with --models teacher")
+    archs = source_config(src, flag).architectures or []
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise ModelError(f"{flag} {ref or src!r} has no classification head ({', '.join(archs) or 'no architecture'}), "
+                         "so it cannot be used as a teacher as it is. Fix: put teacher in --models to fine-tune it "
+                         "here (e.g. --models teacher,student,baseline), or pass a fine-tuned classifier.")
     return src
+
+
+def is_run_teacher(src: str) -> bool:
+    """Whether ``src`` is the teacher folder of a run of this project (its training curves come along)."""
+    return (Path(src).parent / STATUS_FILE).is_file()
+
+
+def align_labels(splits: Splits, teacher_names: list[str], where: str) -> Splits:
+    """The dataset's classes put in the order of a given teacher's ``id2label``, so class i means the same for both.
+
+    The same names in another order are re-mapped; generic names (LABEL_0, LABEL_1, ...) are taken in the dataset's
+    order when the counts agree, with a note for the run summary; anything else is refused with both lists.
+    """
+    names = splits.label_names
+    if teacher_names == names:
+        return splits
+    if all(GENERIC_LABEL.fullmatch(str(n)) for n in teacher_names):
+        if len(teacher_names) != len(names):
+            raise DataError(f"The teacher {where} has {len(teacher_names)} outputs but the dataset has {len(names)} "
+                            f"classes ({', '.join(names)}). Fix: pass a teacher fine-tuned on these classes, or put "
+                            "teacher in --models to fine-tune one here.")
+        splits.notes.append(f"warning: the teacher's labels are generic ({', '.join(teacher_names)}); they are taken "
+                            f"as the dataset's classes in order: {', '.join(names)}")
+        return splits
+    if sorted(teacher_names) != sorted(names):
+        raise DataError(f"The teacher {where} predicts {teacher_names}, but this dataset's classes are {names}. Fix: "
+                        "pass a teacher fine-tuned on these classes (the same label names), or put teacher in "
+                        "--models to fine-tune one here.")
+    order = [teacher_names.index(n) for n in names]  # dataset class id -> teacher class id
+    for split in ("train", "validation", "test"):
+        ds = getattr(splits, split)
+        ds = ds.cast_column("label", Value("int64"))
+        setattr(splits, split, ds.map(lambda b: {"label": [order[i] for i in b["label"]]}, batched=True,
+                                      desc=f"Matching {split} labels to the teacher's"))
+    splits.notes.append(f"classes put in the teacher's order: {', '.join(teacher_names)}")
+    splits.label_names = list(teacher_names)
+    return splits
 
 
 def check_models(cfg: RunConfig, teacher_src: Path | None = None) -> None:
@@ -87,6 +154,10 @@ def load_run_data(cfg: RunConfig, teacher_src: Path | None) -> RunData:
     Every problem with the user's data shows here, so a rejected dataset leaves no run folder behind.
     """
     splits = load_splits(cfg.data, seed=cfg.train.seed)
+    if teacher_src is not None:
+        tcfg = source_config(teacher_src)
+        id2label = tcfg.id2label or {}
+        splits = align_labels(splits, [str(id2label[i]) for i in sorted(id2label)], f"{teacher_src!r}")
     transfer_texts: list[str] = []
     if cfg.data.labelled:
         # Few labels: teacher and baseline see the labelled rows only; the distilled student also learns the
@@ -106,15 +177,36 @@ def class_weights_for(cfg: RunConfig, splits: Splits) -> torch.Tensor | None:
     return balanced_class_weights(list(splits.train["label"]), len(splits.label_names))
 
 
-def copy_teacher(src: Path, run_dir: Path, label_names: list[str]) -> None:
-    """Copy a reused teacher (and its training CSVs) into ``run_dir``, once its labels are this dataset's."""
-    saved = read_json(src / "config.json")
-    saved_names = [saved.get("id2label", {}).get(str(i)) for i in range(len(saved.get("id2label", {})))]
-    if saved_names != label_names:
-        raise RunError(f"The teacher in {src} predicts {saved_names}, but this dataset's labels are {label_names}; "
-                       "reuse a teacher trained on the same dataset")
+def copy_teacher(src: str, run_dir: Path, label_names: list[str], max_length: int, truncation: str) -> None:
+    """Put the teacher used as it is into ``run_dir/teacher``, so the run folder stands on its own.
+
+    A run's teacher folder is copied with its training CSVs. Any other checkpoint (a folder or a hub id) is loaded
+    from its safetensors weights (never a pickle) and saved afresh: the user's folder is only read. Generic label
+    names become the dataset's (``align_labels`` checked the counts).
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if is_run_teacher(src):
+        with atomic_dir(model_dir(run_dir, "teacher")) as tmp:
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+        for split in ("train", "val"):
+            if metrics_path(Path(src).parent, "teacher", split).exists():
+                shutil.copy2(metrics_path(Path(src).parent, "teacher", split), metrics_path(run_dir, "teacher", split))
+        return
+    path = resolve_model_path(src)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"The teacher {src!r} could not be loaded from safetensors weights ({str(e).splitlines()[0][:200]}). "
+                         "Fix: save it with save_pretrained(..., safe_serialization=True) and pass that folder.") from e
+    names = [str(model.config.id2label[i]) for i in sorted(model.config.id2label)]
+    if names != label_names:  # generic LABEL_k names, taken in the dataset's order
+        model.config.id2label = dict(enumerate(label_names))
+        model.config.label2id = {n: i for i, n in enumerate(label_names)}
+    model.config.distill_max_length = max_length
+    model.config.distill_truncation = truncation
+    model.config.distill_given = src
     with atomic_dir(model_dir(run_dir, "teacher")) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
-    for split in ("train", "val"):
-        if metrics_path(src.parent, "teacher", split).exists():
-            shutil.copy2(metrics_path(src.parent, "teacher", split), metrics_path(run_dir, "teacher", split))
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)

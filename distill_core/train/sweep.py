@@ -92,7 +92,7 @@ def run_sweep(run: str | Path, settings: SweepSettings | None = None, root: Path
     saved = read_json(run_dir / CONFIG_FILE)
     cfg = load_run_config(run_dir, saved)
     source = saved.get("dataset_info", {}).get("source")
-    if source and Path(source).is_dir():
+    if source and Path(source).exists():  # the folder or file it read
         cfg.data.dataset = source  # the folder the run was trained on
     schedule = {"epochs": settings.epochs, "learning_rate": cfg.train.lr_for("student"), "batch_size": cfg.train.batch_size,
                 "seed": cfg.train.seed, "early_stopping": cfg.train.early_stopping,
@@ -171,7 +171,7 @@ class _Context:
     def __init__(self, cfg, run_dir: Path):
         self.cfg, self.run_dir = cfg, run_dir
         teacher_dir = model_dir(run_dir, "teacher")
-        data = load_run_data(cfg, teacher_dir)
+        data = load_run_data(cfg, str(teacher_dir))
         self.splits, self.tokenizer = data.splits, data.tokenizer
         self.tok = tokenize_splits(self.splits, self.tokenizer, cfg.data.max_length, cfg.data.truncation)
         self.class_weights = class_weights_for(cfg, self.splits)  # the cells weigh classes as the run did

@@ -40,7 +40,7 @@ def overview_table(results: dict, bench_data: dict | None = None, architectures:
         size = _size(m)
         rows.append({
             "kind": kind,
-            "Model": MODEL_TITLES.get(kind, kind),
+            "Model": MODEL_TITLES.get(kind, kind) + (" (given, not trained here)" if m.get("given") else ""),
             "Test accuracy": m.get("accuracy"),
             "Macro-F1": m.get("macro_f1"),
             "Parameters": m.get("parameters"),
