@@ -139,8 +139,8 @@ def verdict_ui(run) -> None:
     if run.config.get("data", {}).get("labelled"):
         st.caption("Few labels: the teacher and the baseline learned from the labelled rows alone; the distilled "
                    "student also learned from the teacher's predictions on the other training texts, whose labels "
-                   "it never saw. This is where distillation shows its worth: the teacher passes on what a small "
-                   "labelled set cannot teach.")
+                   "it never saw. Distillation can pass on what a small labelled set cannot teach, but only what the "
+                   "teacher knows beyond what the baseline reaches on the labels alone.")
 
 
 def evidence_ui(run) -> None:
