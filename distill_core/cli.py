@@ -116,7 +116,11 @@ def cmd_train(args) -> int:
             return 0
     # `kill` (SIGTERM) ends training the way Ctrl-C does, so the run is marked failed, not left "running".
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    print_verdict(run_pipeline(cfg))
+    run_dir = run_pipeline(cfg)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # once, under `accelerate launch`
+        print_verdict(run_dir)
     return 0
 
 

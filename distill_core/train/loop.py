@@ -283,10 +283,12 @@ def train(
     still rising at the end.
     """
     optimizer = _optimizer(model, settings.learning_rate, settings.weight_decay, accelerator.device)
-    total_steps = settings.total_steps(len(train_loader))
-    scheduler = _scheduler(optimizer, settings, total_steps)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-    steps_per_epoch = len(train_loader)  # per process, after sharding
+    # Under `accelerate launch` each process sees its shard of the batches: the schedule and the epochs are counted
+    # in the steps each process takes, after sharding.
+    steps_per_epoch = len(train_loader)
+    total_steps = settings.total_steps(steps_per_epoch)
+    scheduler = _scheduler(optimizer, settings, total_steps)
     planned_epochs = settings.epochs if settings.max_steps is None else total_steps / steps_per_epoch
     bar = tqdm(total=total_steps, desc=settings.desc, disable=not accelerator.is_local_main_process, unit="step")
     log = _StepLog(callbacks, on_flush=lambda row: bar.set_postfix(loss=f"{row['train_loss']:.3f}",
@@ -386,6 +388,12 @@ def resolve_mixed_precision(mixed_precision: str = "auto", cpu: bool = False) ->
     return "bf16" if cpu_has_bf16() else "no"
 
 
+def use_cpu(cpu: bool = False) -> bool:
+    """Whether the models run on the CPU: asked for (``--cpu``), or no GPU. Accelerate must be told, or under
+    ``accelerate launch`` on a machine without a GPU each process would run alone instead of sharding over gloo."""
+    return cpu or not torch.cuda.is_available()
+
+
 def make_accelerator(mixed_precision: str = "auto", cpu: bool = False) -> Accelerator:
     """An Accelerator for training, with ``resolve_mixed_precision``'s choice (autocast; weights stay fp32).
 
@@ -397,9 +405,9 @@ def make_accelerator(mixed_precision: str = "auto", cpu: bool = False) -> Accele
 
     precision = resolve_mixed_precision(mixed_precision, cpu)
     try:
-        return Accelerator(mixed_precision=precision, cpu=cpu)
+        return Accelerator(mixed_precision=precision, cpu=use_cpu(cpu))
     except ValueError:
         if not AcceleratorState._shared_state:
             raise
         AcceleratorState._reset_state(reset_partial_state=False)
-        return Accelerator(mixed_precision=precision, cpu=cpu)
+        return Accelerator(mixed_precision=precision, cpu=use_cpu(cpu))

@@ -14,6 +14,7 @@ each model in turn by the one loop.
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import time
 from functools import partial
@@ -61,6 +62,7 @@ from .loop import (
     make_accelerator,
     predict_logits,
     train,
+    use_cpu,
 )
 from .run_inputs import (RunData, check_models, class_weights_for, copy_teacher, is_run_teacher, load_run_data,
                          teacher_source)
@@ -205,9 +207,12 @@ class _Run:
             self.meta["class_weights"] = dict(zip(self.splits.label_names, self.class_weights.tolist()))
         self.write_meta()
         self.train_loader, self.val_loader = self.loader("train", True), self.loader("validation", False)
-        # Optimizer steps per epoch of each model's data (the distilled student's holds the hidden-label texts too).
-        self.epoch_steps = {"teacher": len(self.train_loader), "baseline": len(self.train_loader),
-                            "student": len(self.loader("train", True, self.kd_train))}
+        # Optimizer steps per epoch of each model's data (the distilled student's holds the hidden-label texts too),
+        # as each process takes them once `accelerate launch` has sharded the batches.
+        procs = self.accelerator.num_processes
+        self.epoch_steps = {"teacher": math.ceil(len(self.train_loader) / procs),
+                            "baseline": math.ceil(len(self.train_loader) / procs),
+                            "student": math.ceil(len(self.loader("train", True, self.kd_train)) / procs)}
         self.steps_total = self._planned_steps(teacher_src is None)
         logger.info("\n%s", _summary(cfg, self.run_dir, self.splits, padding_efficiency(self.train_loader), env))
         if cfg.model.is_lstm() and cfg.train.lr_for("student") < LSTM_SLOW_LR:
@@ -381,7 +386,7 @@ def run_pipeline(cfg: RunConfig) -> Path:
     teacher_src = teacher_source(cfg, cfg.runs_root())
     check_models(cfg, teacher_src)
     data = load_run_data(cfg, teacher_src)
-    state = PartialState()
+    state = PartialState(cpu=use_cpu(cfg.train.cpu))  # processes of `accelerate launch`, on CPUs too
     run = _Run(cfg, _make_run_dir(cfg, state), state.is_main_process)
     models = cfg.train.models
     run.set_stage("data")
@@ -400,6 +405,7 @@ def run_pipeline(cfg: RunConfig) -> Path:
             evaluate_run(run.run_dir, splits=run.splits, timings=run.timings, seeds=run.seed_runs or None)
             set_status(run.run_dir, "complete", "done")
             clear_progress(run.run_dir, "train")
+        run.accelerator.wait_for_everyone()  # every process returns a complete run
         logger.info("Run complete: %s", run.run_dir)
         return run.run_dir
     except BaseException as e:
