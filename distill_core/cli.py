@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from .console import say
 from .config import MODEL_KINDS, runs_dir
 from .errors import DistillError
 from .flags import (BENCH_FLAGS, PRUNE_FLAGS, SHIP_FLAGS, SWEEP_FLAGS, TRAIN_FLAGS, TRAIN_GROUPS, add_flags, set_fields,
@@ -132,9 +133,9 @@ def print_verdict(run_dir) -> None:
     results = read_json(run_dir / RESULTS_FILE)
     metric = results.get("headline_metric", "accuracy")
     figures = ", ".join(f"{k} {m[metric]:.4f}" for k, m in results.get("models", {}).items())
-    print(f"\n{run_dir.name}: test {metric.replace('_', '-')}: {figures}")
+    say(f"\n{run_dir.name}: test {metric.replace('_', '-')}: {figures}")
     if (results.get("verdict") or {}).get("text"):
-        print(results["verdict"]["text"])
+        say(results["verdict"]["text"])
 
 
 def _raise_interrupt(signum, frame):
@@ -169,9 +170,9 @@ def cmd_runs(args) -> int:
     root = _root(args) or runs_dir()
     runs = list_runs(root)
     if not runs:
-        print(f"No runs in {root}. Train one with: {prog()} train")
+        say(f"No runs in {root}. Train one with: {prog()} train")
         return 0
-    print(format_runs_table(runs))
+    say(format_runs_table(runs))
     return 0
 
 
@@ -190,7 +191,7 @@ def cmd_bench(args) -> int:
     from .bench.run import run_bench
 
     result = run_bench(args.run, bench_settings_from_args(args), root=_root(args))
-    print(format_table(result))
+    say(format_table(result))
     return 0
 
 
@@ -201,7 +202,7 @@ def cmd_sweep(args) -> int:
     settings = SweepSettings()
     set_fields({"sweep": settings}, args)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed sweep keeps its finished cells, like Ctrl-C
-    print(format_sweep(run_sweep(args.run, settings, root=_root(args))))
+    say(format_sweep(run_sweep(args.run, settings, root=_root(args))))
     return 0
 
 
@@ -211,7 +212,7 @@ def cmd_prune(args) -> int:
 
     settings = PruneSettings()
     set_fields({"prune": settings}, args)
-    print(format_pruning(run_prune(args.run, settings, root=_root(args))))
+    say(format_pruning(run_prune(args.run, settings, root=_root(args))))
     return 0
 
 
@@ -228,12 +229,12 @@ def cmd_check(args) -> int:
     run_dir = resolve_run(args.run, _root(args))
     results = check_results(read_json(run_dir / RESULTS_FILE))
     checks = ship_checks(results, load_bench(run_dir), thresholds, args.model)
-    print(f"{run_dir.name}: the {args.model} against your thresholds")
-    print(format_checks(checks))
+    say(f"{run_dir.name}: the {args.model} against your thresholds")
+    say(format_checks(checks))
     if (results.get("verdict") or {}).get("text"):
-        print(f"\n{results['verdict']['text']}")
+        say(f"\n{results['verdict']['text']}")
     ok = all(c.passed for c in checks)
-    print("\nReady to ship." if ok else "\nNot ready: a check failed or was not measured.")
+    say("\nReady to ship." if ok else "\nNot ready: a check failed or was not measured.")
     return 0 if ok else CHECK_FAILED
 
 

@@ -286,14 +286,16 @@ def _check_dict(d: Any, path: Path) -> dict[str, Any]:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine."""
+    """Whether process ``pid`` runs on this machine. A zombie (exited, not yet reaped by its parent) answers a
+    signal 0 as if alive, so its state is read: it has stopped working and counts as gone."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:  # another user's process: it exists
         return True
-    return True
 
 
 # A run "running" with no write to its folder for this long is taken for dead, whatever its pid says (another

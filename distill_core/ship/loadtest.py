@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..console import say
 from ..errors import ConfigError
 
 FAILED = 3  # the exit code when any request failed (2 is a usage error)
@@ -329,7 +330,7 @@ def run_command(args: argparse.Namespace) -> int:
                             timeout=args.timeout).validate()
     texts = run_texts(args.run, Path(args.output_dir) if args.output_dir else None) if args.run else None
     report = run_load(settings, texts)
-    print(format_report(report))
+    say(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0 if all(st["errors"] == 0 for st in report["steps"]) else FAILED

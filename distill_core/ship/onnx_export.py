@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ..console import say
 from .classifier import Classifier
 from ..config import MODEL_KINDS, runs_dir
 from ..errors import ConfigError, ModelError, RunError
@@ -416,6 +417,6 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads {args.threads}: give 1 or more")
     meta = export_onnx(args.run, args.model, int8=args.int8, root=Path(args.output_dir) if args.output_dir else None,
                        threads=args.threads)
-    print(format_verification(meta))
-    print(f"\nWritten to {onnx_dir(resolve_run(args.run, Path(args.output_dir) if args.output_dir else None), args.model)}")
+    say(format_verification(meta))
+    say(f"\nWritten to {onnx_dir(resolve_run(args.run, Path(args.output_dir) if args.output_dir else None), args.model)}")
     return 0
