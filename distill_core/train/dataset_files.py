@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -340,13 +340,20 @@ def _load_folder(folder: Path) -> DatasetDict:
         except DataError:
             raise
         except Exception as e:  # noqa: BLE001 - datasets raises many types; all mean "could not read"
-            known = _known_failure(e, str(folder), files)
-            if known:
-                raise known from e
-            cause = _innermost_cause(e)
-            bad_file, described = _locate(cause, failed, files, features)
-            where = f"{_rel(bad_file, folder)} in {folder}" if bad_file else f"the dataset folder {folder}"
-            raise DataError(f"Could not read {where}: {described}. Fix: {_read_fix(cause, features)}.") from e
+            raise _read_failure(e, str(folder), files, failed, features,
+                                lambda f: f"{_rel(f, folder)} in {folder}" if f else f"the dataset folder {folder}") from e
+
+
+def _read_failure(e: BaseException, source: str, files: dict[str, list[Path]], failed: list[str], features: Any,
+                  where: Callable[[Path | None], str]) -> DataError:
+    """The one-line DataError for a reader's failure: a known case, else the innermost cause and the file it came
+    from (``where`` words it), with the fix."""
+    known = _known_failure(e, source, files)
+    if known:
+        return known
+    cause = _innermost_cause(e)
+    bad_file, described = _locate(cause, failed, files, features)
+    return DataError(f"Could not read {where(bad_file)}: {described}. Fix: {_read_fix(cause, features)}.")
 
 
 def _load_files(source: Path, cfg: DataConfig) -> DatasetDict:
@@ -374,12 +381,7 @@ def _load_files(source: Path, cfg: DataConfig) -> DatasetDict:
             return datasets.load_dataset(builder, data_files={k: [str(p) for p in v] for k, v in files.items()},
                                          cache_dir=_cache_dir(source.stem, every, Path("/")), **options)
         except Exception as e:  # noqa: BLE001 - datasets raises many types; all mean "could not read"
-            known = _known_failure(e, str(source), files)
-            if known:
-                raise known from e
-            cause = _innermost_cause(e)
-            bad_file, described = _locate(cause, failed, files, None)
-            raise DataError(f"Could not read {bad_file or source}: {described}. Fix: {_read_fix(cause, None)}.") from e
+            raise _read_failure(e, str(source), files, failed, None, lambda f: str(f or source)) from e
 
 
 def load_raw(source: str, cfg: DataConfig) -> DatasetDict:
