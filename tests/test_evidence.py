@@ -372,3 +372,18 @@ def test_sweep_ranks_cells_by_the_headline_metric_with_an_interval_to_the_baseli
     _compare_to_baseline(cells, labels, "macro_f1")
     assert rare["beats_baseline"] and rare["vs_baseline"]["low"] > 0
     assert not common["beats_baseline"] and common["vs_baseline"]["estimate"] == 0
+
+
+def test_transfer_texts_that_are_test_or_validation_texts_are_dropped_and_counted(tmp_path, dataset_dir, teacher_dir,
+                                                                                  caplog):
+    from distill_core.train.transfer import without_overlap
+
+    kept, dropped = without_overlap(["a b", " c ", "d", "e"], {"test": ["c"], "validation": ["a b"], "labelled": []})
+    assert kept == ["d", "e"] and dropped == {"test": 1, "validation": 1, "labelled": 0}
+    # The training folder's own test split as the transfer texts: none of them may reach the distilled student.
+    with caplog.at_level("INFO"):
+        assert main(train_args(dataset_dir, teacher_dir, tmp_path, "leak", "--labelled", "16", "--transfer-dataset",
+                               str(dataset_dir), "--transfer-split", "test", "--models", "teacher,student")) == 0
+    cfg = json.loads((tmp_path / "leak" / "config.json").read_text())
+    assert cfg["dataset_info"]["rows"]["transfer"] == 41  # the 41 hidden-label training texts, no test text
+    assert "--transfer-dataset texts dropped as already in the run: 24 test" in caplog.text

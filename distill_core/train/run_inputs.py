@@ -33,7 +33,7 @@ from ..files import atomic_dir
 from .losses import balanced_class_weights
 from .models import config_value, load_tokenizer, resolve_model_path, source_config
 from ..runs import STATUS_FILE, has_model, metrics_path, model_dir, resolve_run
-from .transfer import load_transfer_texts, split_labelled
+from .transfer import load_transfer_texts, split_labelled, without_overlap
 
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,13 @@ def load_run_data(cfg: RunConfig, teacher_src: Path | None) -> RunData:
         # Few labels: teacher and baseline see the labelled rows only; the distilled student also learns the
         # teacher's distribution on the other training texts (and --transfer-dataset), their labels hidden.
         splits.train, hidden = split_labelled(splits.train, cfg.data.labelled, cfg.train.seed)
-        transfer_texts = list(hidden["text"]) + load_transfer_texts(cfg.data, cfg.train.seed)
+        extra, dropped = without_overlap(load_transfer_texts(cfg.data, cfg.train.seed),
+                                         {"test": list(splits.test["text"]), "validation": list(splits.validation["text"]),
+                                          "labelled": list(splits.train["text"]), "hidden-label": list(hidden["text"])})
+        if any(dropped.values()):
+            splits.notes.append("--transfer-dataset texts dropped as already in the run: "
+                                + ", ".join(f"{n} {name}" for name, n in dropped.items() if n))
+        transfer_texts = list(hidden["text"]) + extra
         splits.notes.append(f"{len(splits.train)} labelled training rows (stratified, seed {cfg.train.seed}); "
                             f"{len(transfer_texts)} texts with hidden labels for the distilled student's soft targets")
     tokenizer = load_tokenizer(str(teacher_src) if teacher_src else cfg.model.teacher)

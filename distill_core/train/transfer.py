@@ -1,7 +1,9 @@
 """The few-labels setting's data: a small labelled set, and texts whose labels the students never see.
 
     labelled, hidden = split_labelled(splits.train, 500, seed=42)     # stratified, seeded
-    texts = list(hidden["text"]) + load_transfer_texts(cfg.data, 42)  # + --transfer-dataset, if any
+    extra, dropped = without_overlap(load_transfer_texts(cfg.data, 42),   # --transfer-dataset, if any, less the texts
+                                     {"test": test_texts, "validation": val_texts})  # the run scores or chooses on
+    texts = list(hidden["text"]) + extra
     kd_train = with_transfer(tok["train"], texts, tokenizer, max_length, truncation)  # extra texts' labels: IGNORE_INDEX
 
 Teacher and baseline train on ``labelled`` alone. The distilled student trains on ``kd_train``: the soft term
@@ -66,6 +68,24 @@ def load_transfer_texts(cfg: DataConfig, seed: int) -> list[str]:
         raise DataError(f"--transfer-dataset {cfg.transfer_dataset!r} has no non-empty texts in split "
                         f"{cfg.transfer_split!r}")
     return texts
+
+
+def without_overlap(texts: list[str], others: dict[str, list[str]]) -> tuple[list[str], dict[str, int]]:
+    """``texts`` less every text also in one of ``others`` (whitespace at the ends ignored), and how many went for each.
+
+    The distilled student must never learn the teacher's answers on the texts it is scored on (test), chosen on
+    (validation) or already given with their label (the labelled rows): a ``--transfer-dataset`` naming the run's own
+    data would otherwise bring them in again.
+    """
+    seen = {name: {t.strip() for t in group} for name, group in others.items()}
+    kept, dropped = [], dict.fromkeys(others, 0)
+    for text in texts:
+        hit = next((name for name, group in seen.items() if text.strip() in group), None)
+        if hit is None:
+            kept.append(text)
+        else:
+            dropped[hit] += 1
+    return kept, dropped
 
 
 def with_transfer(labelled: Dataset, texts: list[str], tokenizer, max_length: int,
