@@ -190,6 +190,7 @@ def cmd_bench(args) -> int:
     from .bench.report import format_table
     from .bench.run import run_bench
 
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed bench removes its scratch copies, like Ctrl-C
     result = run_bench(args.run, bench_settings_from_args(args), root=_root(args))
     say(format_table(result))
     return 0
@@ -212,6 +213,7 @@ def cmd_prune(args) -> int:
 
     settings = PruneSettings()
     set_fields({"prune": settings}, args)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed prune removes its scratch copies, like Ctrl-C
     say(format_pruning(run_prune(args.run, settings, root=_root(args))))
     return 0
 

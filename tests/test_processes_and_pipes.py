@@ -35,3 +35,47 @@ def test_check_piped_into_head_keeps_its_exit_code_and_prints_no_traceback(tiny_
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "3", out.stderr[-2000:]
     assert "Traceback" not in out.stderr and "BrokenPipeError" not in out.stderr
+
+
+def test_student_layers_beyond_the_teachers_are_refused_before_any_folder(tmp_path, dataset_dir, teacher_dir, caplog):
+    from conftest import train_args
+    from distill_core.cli import main
+
+    assert main(train_args(dataset_dir, teacher_dir, tmp_path, "deep", "--student-layers", "100")) == 2
+    assert "--student-layers 100: the student is built from the teacher's layers and the teacher has 4" in caplog.text
+    assert not (tmp_path / "deep").exists()
+
+
+def test_a_failed_run_keeps_no_copy_of_a_teacher_that_lives_elsewhere(tmp_path, tiny_run, dataset_dir, teacher_dir,
+                                                                     monkeypatch):
+    from conftest import train_args
+    from distill_core.cli import main
+    from distill_core.runs import load_run
+    from distill_core.train import pipeline
+
+    def broken(self):
+        raise RuntimeError("the student could not be trained")
+
+    monkeypatch.setattr(pipeline._Run, "train_student", broken)
+    assert main(train_args(dataset_dir, teacher_dir, tmp_path, "broken", "--models", "student",
+                           "--teacher-from", str(tiny_run))) == 1
+    run = tmp_path / "broken"
+    assert load_run(run).status == "failed" and not (run / "teacher").exists()
+    assert (tiny_run / "teacher" / "model.safetensors").is_file()  # the original is untouched
+
+
+def test_sweep_refuses_a_run_without_a_teacher_and_leaves_no_folder(tmp_path, tiny_run):
+    from distill_core.cli import main
+
+    run = tmp_path / tiny_run.name
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("teacher"))
+    assert main(["sweep", str(run)]) == 2
+    assert not (run / "sweep").exists()
+
+
+def test_an_unfinished_sweep_says_which_cells_are_done():
+    from distill_core.views.sweep import choice_sentence
+
+    sweep = {"cells": [{"temperature": 1.0, "alpha": 0.0}, {"temperature": 2.0, "alpha": 0.5}]}
+    assert choice_sentence(sweep).startswith("1 distilled cell(s) finished")
+    assert choice_sentence({"cells": [{"temperature": 1.0, "alpha": 0.0}]}) == "No distilled cell finished yet."

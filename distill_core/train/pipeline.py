@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import platform
+import shutil
 import time
 from functools import partial
 from pathlib import Path
@@ -413,6 +414,8 @@ def run_pipeline(cfg: RunConfig) -> Path:
         if run.is_main and run.run_dir.is_dir():
             set_status(run.run_dir, "failed", run.stage, msg)
             clear_progress(run.run_dir, "train")
+            if teacher_src is not None:  # a copy of a teacher that lives elsewhere: nothing is lost, the space is freed
+                shutil.rmtree(model_dir(run.run_dir, "teacher"), ignore_errors=True)
         raise
 
 

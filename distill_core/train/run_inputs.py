@@ -133,6 +133,10 @@ def check_models(cfg: RunConfig, teacher_src: Path | None = None) -> None:
                               f"{limit} positions. Use --max-length {min(limit, 128)} (or up to {limit}); "
                               "longer texts are truncated.")
     layers = config_value(t_cfg, "layers")
+    built = not cfg.model.student and not cfg.model.is_lstm() and {"student", "baseline"} & set(cfg.train.models)
+    if built and cfg.model.student_layers and cfg.model.student_layers > layers:
+        raise ConfigError(f"--student-layers {cfg.model.student_layers}: the student is built from the teacher's layers "
+                          f"and the teacher has {layers}. Use --student-layers 1 to {layers} (default {max(1, layers // 2)}).")
     bad = [j for j in (cfg.model.layer_map or []) if j >= layers]
     if bad:
         raise ConfigError(f"--layer-map {','.join(map(str, cfg.model.layer_map))}: the teacher has layers 0..{layers - 1}, "

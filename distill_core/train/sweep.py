@@ -86,9 +86,9 @@ def run_sweep(run: str | Path, settings: SweepSettings | None = None, root: Path
     """Train and score every cell not already in the run's sweep.json, choose the best, measure its test accuracy."""
     settings = (settings or SweepSettings()).validate()
     run_dir = resolve_run(run, root)
-    sweep_path(run_dir).parent.mkdir(exist_ok=True)
     if not has_model(run_dir, "teacher"):
         raise RunError(f"Run {run_dir.name} has no complete teacher model to sweep against; train one first")
+    sweep_path(run_dir).parent.mkdir(exist_ok=True)
     saved = read_json(run_dir / CONFIG_FILE)
     cfg = load_run_config(run_dir, saved)
     source = saved.get("dataset_info", {}).get("source")

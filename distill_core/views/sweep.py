@@ -114,6 +114,10 @@ def choice_sentence(sweep: dict[str, Any]) -> str:
     """The chosen cell, chosen on validation, and its test figure (measured once, after the choice)."""
     best, base = sweep.get("best"), _baseline(sweep)
     if not best:
+        done = [c for c in sweep.get("cells", []) if c["alpha"] > 0]
+        if done:
+            return (f"{len(done)} distilled cell(s) finished; the best is chosen on validation, and its test figures "
+                    "measured, once the sweep has run to its end (run it again to finish the rest).")
         return "No distilled cell finished yet."
     metric = headline(sweep)
     word = {"accuracy": "accuracy", "macro_f1": "macro-F1"}[metric]
