@@ -70,7 +70,9 @@ def start_ui(run, sweep: dict | None) -> None:
 
 
 def results_ui(run, sweep: dict) -> None:
-    st.success(sv.choice_sentence(sweep), icon=":material/star:")
+    # Green only for a measurable win over the baseline cell; a choice within the noise is information.
+    show = st.success if (sweep.get("best") or {}).get("beats_baseline") else st.info
+    show(sv.choice_sentence(sweep), icon=":material/star:")
     metric = st.radio("Colour by", list(sv.METRICS), format_func=sv.METRICS.get, horizontal=True, key="sweep_metric")
     st.caption("Temperature across, KD weight down. With a baseline cell, the colours are centred on it: blue cells "
                "beat the same student trained without a teacher, red ones trail it. The outlined cell is the one "

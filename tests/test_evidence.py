@@ -252,7 +252,8 @@ def test_overview_verdict_ship_checks_and_sweep_page(tiny_run, tmp_path, monkeyp
     assert main(["sweep", str(run), "--temperature", "2", "--alpha", "0.5"]) == 0
     at.run()
     assert not at.exception and any(c.key == "sweep_heatmap" for c in at.get("plotly_chart"))
-    assert "Chosen on validation" in " ".join(str(e.value) for e in at.success)
+    # green only for a measurable win over the baseline cell, blue otherwise
+    assert "Chosen on validation" in " ".join(str(e.value) for e in [*at.success, *at.info])
 
 
 def test_curves_page_overlays_the_other_seeds(seeded_run, tmp_path, monkeypatch):
