@@ -21,6 +21,7 @@ and exit code 2; anything else is a bug and is logged with its traceback (exit c
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
@@ -218,6 +219,9 @@ def cmd_prune(args) -> int:
     return 0
 
 
+# The operating system's answers that mean "this path cannot be used as asked": the user's to fix, in one line.
+USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR, errno.ENOTDIR,
+                  errno.EEXIST}
 CHECK_FAILED = 3  # `check`'s exit code when a check fails or is not measured (2 is a usage error)
 
 
@@ -272,6 +276,15 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except DistillError as e:
         logger.error("%s", e)
+        return 2
+    except OSError as e:
+        if e.errno not in USER_OS_ERRORS:  # anything else is a bug of ours
+            logger.exception("Internal error in distill-lens (not a problem with your input); please report it "
+                             "with this traceback:")
+            return 1
+        where = f" {e.filename}" if e.filename else ""
+        logger.error("Cannot use%s: %s. Fix: check that it is the folder or file you meant, that it is writable, and "
+                     "that the disk has free space.", where, e.strerror or type(e).__name__)
         return 2
     except KeyboardInterrupt:
         logger.error("Interrupted.")

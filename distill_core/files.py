@@ -29,6 +29,22 @@ from .errors import RunError
 # ----------------------------------------------------------------------------- written whole
 
 
+def check_writable(folder: Path, what: str = "the run folder") -> None:
+    """Refuse at once, before any work, when ``folder`` cannot take a new file (read-only, not a folder, disk full).
+
+    Raises:
+        RunError: one line naming the folder, the reason and the fix.
+    """
+    folder = Path(folder)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise RunError(f"Cannot write to {what} {folder}: {e.strerror or type(e).__name__}. Fix: make it writable "
+                       "(or free disk space) and run the command again; nothing was changed.") from e
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to ``path`` so that readers see either the old file or the whole new one."""
     path = Path(path)

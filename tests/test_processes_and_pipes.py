@@ -79,3 +79,37 @@ def test_an_unfinished_sweep_says_which_cells_are_done():
     sweep = {"cells": [{"temperature": 1.0, "alpha": 0.0}, {"temperature": 2.0, "alpha": 0.5}]}
     assert choice_sentence(sweep).startswith("1 distilled cell(s) finished")
     assert choice_sentence({"cells": [{"temperature": 1.0, "alpha": 0.0}]}) == "No distilled cell finished yet."
+
+
+def test_an_output_dir_that_is_a_file_is_one_line_not_an_internal_error(tmp_path, dataset_dir, teacher_dir, caplog):
+    from conftest import train_args
+    from distill_core.cli import main
+
+    not_a_folder = tmp_path / "runs.txt"
+    not_a_folder.write_text("notes")
+    assert main(train_args(dataset_dir, teacher_dir, not_a_folder, "x")) == 2
+    assert "Internal error" not in caplog.text and "Traceback" not in caplog.text
+    assert str(not_a_folder) in caplog.text and not_a_folder.read_text() == "notes"
+
+
+def test_evaluate_on_a_run_it_cannot_write_refuses_before_scoring(tmp_path, tiny_run, monkeypatch, caplog):
+    import tempfile
+
+    from distill_core.cli import main
+    from distill_core.evidence import evaluate
+
+    run = tmp_path / tiny_run.name
+    shutil.copytree(tiny_run, run)
+    before = (run / "results.json").read_bytes()
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    def never(*args, **kwargs):
+        raise AssertionError("nothing may be scored in a run whose results cannot be written")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)  # as a read-only folder answers (root ignores chmod)
+    monkeypatch.setattr(evaluate, "load_trained", never)
+    assert main(["evaluate", str(run)]) == 2
+    assert f"Cannot write to the run folder {run}: Permission denied" in caplog.text
+    assert (run / "results.json").read_bytes() == before

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..errors import RunError
 from ..ship.model_card import refresh_model_cards
-from ..files import write_json_atomic
+from ..files import check_writable, write_json_atomic
 from ..runs import (
     MODEL_WEIGHTS, bench_path, clear_progress, has_model, load_run, load_run_config, model_dir, onnx_dir, resolve_run,
     write_progress,
@@ -60,6 +60,7 @@ def run_bench(run: str | Path, settings: BenchSettings | None = None, root: Path
     settings = settings or BenchSettings()
     settings.validate()
     run_dir = resolve_run(run, root)
+    check_writable(run_dir)
     info = load_run(run_dir)
     if info.status != "complete":
         logger.warning("Run %s is %s (%s); measuring the models it has.", info.run_id, info.status, info.error or info.stage)

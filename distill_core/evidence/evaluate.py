@@ -27,7 +27,7 @@ from ..train.data import Splits, run_splits
 from ..errors import RunError
 from .verdict import collapse_sentence, collapsed_classes, compare, fidelity, headline_metric, seed_summary, verdict
 from ..train.models import describe, load_trained, num_parameters
-from ..files import read_json, write_json_atomic
+from ..files import check_writable, read_json, write_json_atomic
 from ..runs import (
     CONFIG_FILE,
     MODEL_CARD,
@@ -75,6 +75,7 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
     folder is refused, naming the broken file, before anything is loaded or either file is touched.
     """
     run_dir = Path(run_dir)
+    check_writable(run_dir)  # before minutes of scoring, not after
     saved = read_json(run_dir / CONFIG_FILE)
     cfg = load_run_config(run_dir, saved)
     problems = run_problems(run_dir, expected_models(saved))

@@ -44,7 +44,7 @@ from torch.nn.utils import prune as torch_prune
 
 from ..config import MODEL_KINDS
 from ..errors import ConfigError, RunError
-from ..files import atomic_dir, read_json, write_json_atomic
+from ..files import atomic_dir, check_writable, read_json, write_json_atomic
 from ..runs import (
     CONFIG_FILE, MODEL_WEIGHTS, has_model, load_run_config, model_dir, pruned_model_dir, pruning_path, resolve_run,
 )
@@ -203,6 +203,7 @@ def run_prune(run: str | Path, settings: PruneSettings | None = None, root: Path
 
     settings = (settings or PruneSettings()).validate()
     run_dir = resolve_run(run, root)
+    check_writable(run_dir)
     kind = settings.model
     if not has_model(run_dir, kind):
         have = [k for k in MODEL_KINDS if has_model(run_dir, k)]

@@ -34,7 +34,7 @@ from .batching import make_loader, tokenize_splits
 from ..errors import ConfigError, RunError
 from .models import apply_lora, build_student, load_trained, merge_lora
 from .run_inputs import class_weights_for, load_run_data
-from ..files import read_json, write_json_atomic
+from ..files import check_writable, read_json, write_json_atomic
 from ..runs import (
     CONFIG_FILE, clear_progress, has_model, load_run_config, model_dir, resolve_run, sweep_path, write_progress,
 )
@@ -86,6 +86,7 @@ def run_sweep(run: str | Path, settings: SweepSettings | None = None, root: Path
     """Train and score every cell not already in the run's sweep.json, choose the best, measure its test accuracy."""
     settings = (settings or SweepSettings()).validate()
     run_dir = resolve_run(run, root)
+    check_writable(run_dir)
     if not has_model(run_dir, "teacher"):
         raise RunError(f"Run {run_dir.name} has no complete teacher model to sweep against; train one first")
     sweep_path(run_dir).parent.mkdir(exist_ok=True)
