@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from ..config import ShipConfig
-from .verdict import collapsed_classes
+from .verdict import COLLAPSED_F1, collapsed_classes
+
 
 @dataclass
 class Check:
@@ -71,29 +72,30 @@ def ship_checks(results: dict[str, Any], bench: dict[str, Any] | None, threshold
                         int8, thresholds.max_int8_drop,
                         "fp32 minus int8 student on the bench's test texts" if int8 is not None
                         else "not measured: run `python -m distill_core bench RUN`"))
-    checks.append(_classes_check(s, t, model))
-    checks.append(_trained_check(s, model))
+    checks.append(_classes_check(s, t))
+    checks.append(_trained_check(s))
     return checks
 
 
-def _classes_check(s: dict[str, Any], t: dict[str, Any], model: str) -> Check:
-    """Fails when ``model`` never finds a class (``verdict.collapsed_classes``), saying whether the teacher does."""
+def _classes_check(s: dict[str, Any], t: dict[str, Any]) -> Check:
+    """Fails when the model ``s`` never finds a class (``verdict.collapsed_classes``), saying whether the teacher ``t``
+    does."""
     if not s.get("per_class"):
         return Check("Classes the model never finds", None, None, 0, "no per-class figures: re-run `evaluate`")
     lost = collapsed_classes(s["per_class"])
     lost_t = collapsed_classes(t["per_class"]) if t.get("per_class") else []
     if not lost:
-        evidence = "every class with test texts is found (test F1 above 0.05 for each)"
+        evidence = f"every class with test texts is found (test F1 above {COLLAPSED_F1:g} for each)"
     else:
         shared = [c for c in lost if c in lost_t]
-        evidence = (f"never or almost never predicted: {', '.join(lost)} (test F1 at most 0.05)"
+        evidence = (f"never or almost never predicted: {', '.join(lost)} (test F1 at most {COLLAPSED_F1:g})"
                     + (f"; the teacher misses {', '.join(shared)} too" if shared else "; the teacher finds them")
                     + ". More labelled rows of those classes, or --class-weights balanced, are the usual fixes")
     return Check("Classes the model never finds", not lost, float(len(lost)), 0, evidence)
 
 
-def _trained_check(s: dict[str, Any], model: str) -> Check:
-    """Fails when ``model``'s validation curve was still rising when its training ended: a longer run would likely
+def _trained_check(s: dict[str, Any]) -> Check:
+    """Fails when the model's validation curve was still rising when its training ended: a longer run would likely
     ship a better model."""
     v = _get(s, "training", "validation")
     name = "Trained until validation stopped improving"

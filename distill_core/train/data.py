@@ -415,12 +415,18 @@ def load_splits(cfg: DataConfig, seed: int = 42) -> Splits:
     return Splits(train, validation, test, names, source, text_col, label_col, notes)
 
 
-def run_splits(run_dir: Path, saved: dict | None = None) -> Splits:
-    """The splits a run was trained on: the dataset folder it recorded, even when its short name would resolve
-    elsewhere today (another ``DISTILL_DATA_DIR``)."""
+def run_data_config(run_dir: Path, saved: dict | None = None):
+    """A run's config (``RunConfig``) with its dataset pointed at the folder or file the run recorded reading, even when
+    its short name would resolve elsewhere today (another ``DISTILL_DATA_DIR``)."""
     saved = read_json(Path(run_dir) / CONFIG_FILE) if saved is None else saved
     cfg = load_run_config(run_dir, saved)
     source = saved.get("dataset_info", {}).get("source")
-    if source and Path(source).exists():  # the folder or file it read
+    if source and Path(source).exists():
         cfg.data.dataset = source
+    return cfg
+
+
+def run_splits(run_dir: Path, saved: dict | None = None) -> Splits:
+    """The splits a run was trained on (``run_data_config``)."""
+    cfg = run_data_config(run_dir, saved)
     return load_splits(cfg.data, seed=cfg.train.seed)

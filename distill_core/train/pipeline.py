@@ -117,15 +117,7 @@ def _student_words(cfg: RunConfig) -> str:
     return m.student or "DistilBERT built from the teacher, layers " + str(m.layer_map or "every other")
 
 
-def _teacher_words(cfg: RunConfig) -> str:
-    if cfg.model.teacher_from:
-        return f"{cfg.model.teacher_from} (given, not trained here)"
-    if "teacher" not in cfg.train.models and "student" in cfg.train.models:
-        return f"{cfg.model.teacher} (given, not trained here)"
-    return f"{cfg.model.teacher} (fine-tuned here)"
-
-
-def _summary(cfg: RunConfig, run_dir: Path, splits: Splits, pad_eff: float, env: dict) -> str:
+def _summary(cfg: RunConfig, run_dir: Path, splits: Splits, pad_eff: float, env: dict, teacher_src: str | None) -> str:
     t, k = cfg.train, cfg.kd
     lines = [
         "=" * 72,
@@ -134,7 +126,7 @@ def _summary(cfg: RunConfig, run_dir: Path, splits: Splits, pad_eff: float, env:
         f"  dataset     {splits.source}  labels {splits.label_names}",
         f"  rows        train {len(splits.train)}  validation {len(splits.validation)}  test {len(splits.test)}"
         + (f"  ({'; '.join(splits.notes)})" if splits.notes else ""),
-        f"  teacher     {_teacher_words(cfg)}",
+        f"  teacher     {teacher_src + ' (given, not trained here)' if teacher_src else cfg.model.teacher + ' (fine-tuned here)'}",
         f"  student     {_student_words(cfg)}",
         f"  models      {', '.join(t.models)}" + (f"; LoRA {cfg.model.lora} on {', '.join(cfg.model.lora_models or t.models)}"
                                                   if cfg.model.lora else ""),
@@ -215,7 +207,8 @@ class _Run:
                             "baseline": math.ceil(len(self.train_loader) / procs),
                             "student": math.ceil(len(self.loader("train", True, self.kd_train)) / procs)}
         self.steps_total = self._planned_steps(teacher_src is None)
-        logger.info("\n%s", _summary(cfg, self.run_dir, self.splits, padding_efficiency(self.train_loader), env))
+        logger.info("\n%s", _summary(cfg, self.run_dir, self.splits, padding_efficiency(self.train_loader), env,
+                                             teacher_src))
         if cfg.model.is_lstm() and cfg.train.lr_for("student") < LSTM_SLOW_LR:
             logger.warning("The LSTM student learns slowly at --student-lr %g: on AG News it reached 0.64 validation "
                            "accuracy in 2 epochs at 1e-4 and 0.88 at 1e-3. Consider --student-lr 1e-3.",

@@ -107,15 +107,14 @@ def align_labels(splits: Splits, teacher_names: list[str], where: str) -> Splits
     return splits
 
 
-def check_models(cfg: RunConfig, teacher_src: Path | None = None) -> None:
+def check_models(cfg: RunConfig, teacher_src: str | None = None) -> None:
     """What the config asks of the models, checked against their own configs (no weights loaded).
 
     Raises:
         ModelError: a teacher or student that is not there. ConfigError: --max-length beyond a model's position
             limit, or a --layer-map entry beyond the teacher's layers.
     """
-    t_cfg = source_config(str(teacher_src) if teacher_src else cfg.model.teacher,
-                          "--teacher-from" if teacher_src else "--teacher")
+    t_cfg = source_config(teacher_src or cfg.model.teacher, "--teacher-from" if cfg.model.teacher_from else "--teacher")
     sources = [("teacher", t_cfg)]
     if cfg.model.student and not cfg.model.is_lstm() and {"student", "baseline"} & set(cfg.train.models):
         sources.append(("student", source_config(cfg.model.student, "--student")))
@@ -152,7 +151,7 @@ class RunData:
     transfer_texts: list[str]  # texts whose labels the students never see (few-labels setting)
 
 
-def load_run_data(cfg: RunConfig, teacher_src: Path | None) -> RunData:
+def load_run_data(cfg: RunConfig, teacher_src: str | None) -> RunData:
     """The splits (few labels: the labelled subset, and the texts with hidden labels) and the tokenizer.
 
     Every problem with the user's data shows here, so a rejected dataset leaves no run folder behind.
@@ -176,7 +175,7 @@ def load_run_data(cfg: RunConfig, teacher_src: Path | None) -> RunData:
         transfer_texts = list(hidden["text"]) + extra
         splits.notes.append(f"{len(splits.train)} labelled training rows (stratified, seed {cfg.train.seed}); "
                             f"{len(transfer_texts)} texts with hidden labels for the distilled student's soft targets")
-    tokenizer = load_tokenizer(str(teacher_src) if teacher_src else cfg.model.teacher)
+    tokenizer = load_tokenizer(teacher_src or cfg.model.teacher)
     return RunData(splits, tokenizer, transfer_texts)
 
 

@@ -31,12 +31,13 @@ import numpy as np
 from accelerate.utils import set_seed
 
 from .batching import make_loader, tokenize_splits
+from .data import run_data_config
 from ..errors import ConfigError, RunError
 from .models import apply_lora, build_student, load_trained, merge_lora
 from .run_inputs import class_weights_for, load_run_data
 from ..files import check_writable, read_json, write_json_atomic
 from ..runs import (
-    CONFIG_FILE, clear_progress, has_model, load_run_config, model_dir, resolve_run, sweep_path, write_progress,
+    clear_progress, has_model, model_dir, resolve_run, sweep_path, write_progress,
 )
 from ..evidence.verdict import compare, headline_metric
 from .loop import LoopSettings, accuracy_f1, cross_entropy_objective, kd_objective, make_accelerator, predict_logits, train
@@ -90,11 +91,7 @@ def run_sweep(run: str | Path, settings: SweepSettings | None = None, root: Path
     if not has_model(run_dir, "teacher"):
         raise RunError(f"Run {run_dir.name} has no complete teacher model to sweep against; train one first")
     sweep_path(run_dir).parent.mkdir(exist_ok=True)
-    saved = read_json(run_dir / CONFIG_FILE)
-    cfg = load_run_config(run_dir, saved)
-    source = saved.get("dataset_info", {}).get("source")
-    if source and Path(source).exists():  # the folder or file it read
-        cfg.data.dataset = source  # the folder the run was trained on
+    cfg = run_data_config(run_dir)
     schedule = {"epochs": settings.epochs, "learning_rate": cfg.train.lr_for("student"), "batch_size": cfg.train.batch_size,
                 "seed": cfg.train.seed, "early_stopping": cfg.train.early_stopping,
                 "patience": cfg.train.patience if cfg.train.early_stopping else None}
