@@ -210,3 +210,24 @@ def bench_settings_from_args(args: argparse.Namespace) -> BenchSettings:
     settings = BenchSettings()
     set_fields({"bench": settings}, args)
     return settings
+
+
+DEVICE_HELP = ("where the models are scored: auto (the GPU when there is one), cpu, cuda or cuda:N (default "
+               "$DISTILL_DEVICE, else auto)")
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """``--device`` for a command that scores models (evaluate, sweep, prune); ``use_device`` applies it."""
+    parser.add_argument("--device", dest="scoring_device", metavar="DEVICE", help=DEVICE_HELP)
+
+
+def use_device(args: argparse.Namespace) -> None:
+    """A command's ``--device``, checked now (a GPU asked for where there is none is refused before any work) and
+    handed to everything the command runs through ``DISTILL_DEVICE``."""
+    requested = getattr(args, "scoring_device", None)
+    if requested:
+        import os
+
+        from .devices import ENV, scoring_device
+
+        os.environ[ENV] = str(scoring_device(requested))

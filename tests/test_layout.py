@@ -108,7 +108,7 @@ def test_plumbing_imports_no_concern():
     """config, presets, errors, runs and files sit at the bottom: they import nothing from the concerns above them."""
     graph = import_graph()
     for low in ("distill_core.config", "distill_core.errors", "distill_core.runs", "distill_core.files",
-                "distill_core.presets"):
+                "distill_core.presets", "distill_core.devices"):
         above = {m for m in graph.get(low, ()) if m.split(".")[1] in {"train", "evidence", "ship", "views", "bench"}}
         assert above == set(), f"{low} imports {above}"
 

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from ..config import MODEL_KINDS
+from ..devices import place, scoring_device
 from ..errors import DataError, RunError
 from ..files import read_json, write_json_atomic
 from ..runs import CALIBRATION_FILE, PREDICTIONS_FILE, has_model, model_dir
@@ -183,9 +184,9 @@ def calibrate(val_logits: np.ndarray, val_labels: np.ndarray, test_logits: np.nd
 
 
 def split_logits(run_dir: Path, kind: str, texts: list[str], labels: list[int], max_length: int,
-                 batch_size: int = 64, truncation: str = "head") -> np.ndarray:
+                 batch_size: int = 64, truncation: str = "head", device: str | None = None) -> np.ndarray:
     """(N, C) logits of one saved model of a run on ``texts`` (in their order), as ``evaluate`` computes them
-    (texts cut to ``max_length`` by the run's ``truncation``)."""
+    (its own tokenizer, texts cut to ``max_length`` by the run's ``truncation``, fp32 on ``scoring_device``)."""
     from datasets import Dataset, DatasetDict
     from transformers import AutoTokenizer
 
@@ -198,12 +199,13 @@ def split_logits(run_dir: Path, kind: str, texts: list[str], labels: list[int], 
     ds = Dataset.from_dict({"text": list(texts), "label": list(labels)})
     tok = tokenize_splits(DatasetDict(validation=ds), tokenizer, max_length, truncation)["validation"]
     loader = make_loader(tok, tokenizer, batch_size, shuffle=False)
-    model = load_trained(folder, attentions=False)
+    model, _ = place(load_trained(folder, attentions=False), scoring_device(device))
     logits, _ = predict_logits(model, loader)
     return logits
 
 
-def calibrate_run(run_dir: Path, splits=None, progress: Progress | None = None) -> dict[str, Any]:
+def calibrate_run(run_dir: Path, splits=None, progress: Progress | None = None,
+                  device: str | None = None) -> dict[str, Any]:
     """Fit each model's temperature on the run's validation split, measure its test split before and after, and
     store the result as ``calibration.json``.
 
@@ -211,6 +213,7 @@ def calibrate_run(run_dir: Path, splits=None, progress: Progress | None = None) 
         run_dir: a run with ``predictions.parquet`` (the test split's probabilities).
         splits: the run's ``data.Splits`` if already loaded; else the splits it was trained on are loaded.
         progress: called with (fraction, message) as models are done.
+        device: where the models score the validation texts (``devices.scoring_device``).
 
     Raises:
         RunError: no predictions to calibrate. DataError: the validation split is empty or cannot be loaded.
@@ -247,7 +250,7 @@ def calibrate_run(run_dir: Path, splits=None, progress: Progress | None = None) 
     for i, kind in enumerate(kinds):
         say(i / len(kinds), f"Fitting the {kind}'s temperature on {len(val_labels)} validation texts…")
         val_logits = split_logits(run_dir, kind, val_texts, val_labels.tolist(), max_length,
-                                  truncation=truncation)  # (Nv, C)
+                                  truncation=truncation, device=device)  # (Nv, C)
         test_logits = logits_from_probs(np.stack(preds[f"{kind}_probs"].to_numpy()))  # (Nt, C)
         report["models"][kind] = calibrate(val_logits, val_labels, test_logits, test_labels)
         m = report["models"][kind]

@@ -21,6 +21,7 @@ from transformers import AutoTokenizer
 from .classifier import MAX_INPUT_CHARS, Classifier, Prediction, softmax
 from ..errors import InputError, ModelError
 from ..train.lstm import is_lstm_config
+from ..devices import place, scoring_device
 from ..train.models import config_value, load_trained
 from ..train.truncation import DEFAULT_TRUNCATION
 
@@ -58,8 +59,11 @@ class TextClassifier(Classifier):
         self.labels = [cfg.id2label[i] for i in range(cfg.num_labels)]
 
     @classmethod
-    def load(cls, model_dir: str | Path, max_length: int | None = None, device: str = "cpu") -> "TextClassifier":
-        """Load a model folder. Eager attention, because SDPA returns no attention maps."""
+    def load(cls, model_dir: str | Path, max_length: int | None = None,
+             device: str | torch.device | None = None) -> "TextClassifier":
+        """Load a model folder, with its own tokenizer, onto ``device`` (``devices.scoring_device``: the GPU when
+        there is one, unless ``--device``/``DISTILL_DEVICE`` say otherwise). Eager attention, because SDPA returns
+        no attention maps."""
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
             raise FileNotFoundError(f"No model at {model_dir} (config.json missing); train it with "
@@ -73,7 +77,9 @@ class TextClassifier(Classifier):
         max_length = min(int(max_length), positions or int(max_length))
         # How the run cut long texts (saved with the model); folders from before the choice existed cut at the head.
         truncation = str(getattr(model.config, "distill_truncation", None) or DEFAULT_TRUNCATION)
-        return cls(model.to(device), tok, max_length=max_length, name=model_dir.name, truncation=truncation)
+        device = device if isinstance(device, torch.device) else scoring_device(device)
+        model, _ = place(model, device)
+        return cls(model, tok, max_length=max_length, name=model_dir.name, truncation=truncation)
 
     @property
     def device(self) -> torch.device:

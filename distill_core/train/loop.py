@@ -156,9 +156,11 @@ def predict_logits(model: torch.nn.Module, loader: DataLoader, device: torch.dev
     order = [i for b in sampler for i in b] if sampler is not None and hasattr(sampler, "batches") else None
     logits, labels = [], []
     for batch in tqdm(loader, desc=desc, leave=False, disable=desc is None):
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}  # pinned batches: an async copy
         logits.append(model(**_model_inputs(batch)).logits.float().cpu())
         labels.append(batch["labels"].cpu())
+    if not logits:  # no batch (a process of `accelerate launch` left without a share of a short split)
+        return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64)
     lg = torch.cat(logits).numpy()
     lb = torch.cat(labels).numpy()
     if order is not None:
@@ -166,6 +168,27 @@ def predict_logits(model: torch.nn.Module, loader: DataLoader, device: torch.dev
         inv[np.asarray(order)] = np.arange(len(order))
         lg, lb = lg[inv], lb[inv]
     return lg, lb
+
+
+def predict_logits_all(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator,
+                       desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``predict_logits`` over every row of ``loader``, the work shared by the processes of ``accelerate launch``:
+    each scores every ``num_processes``-th batch, and every process gets all the rows back, in dataset order.
+    A single process scores them all, as ``predict_logits`` does."""
+    if accelerator.num_processes == 1:
+        return predict_logits(model, loader, accelerator.device, desc)
+    from accelerate.utils import gather_object
+
+    batches = [list(b) for b in loader.batch_sampler]
+    mine = batches[accelerator.process_index :: accelerator.num_processes]
+    part = DataLoader(loader.dataset, batch_sampler=mine, collate_fn=loader.collate_fn, num_workers=loader.num_workers,
+                      pin_memory=loader.pin_memory)
+    lg, lb = predict_logits(model, part, accelerator.device, desc if accelerator.is_main_process else None)
+    parts = [p for p in gather_object([([i for b in mine for i in b], lg, lb)]) if p[0]]  # (rows, logits, labels)
+    rows = np.concatenate([np.asarray(r) for r, _, _ in parts])
+    order = np.argsort(rows, kind="stable")
+    return (np.concatenate([l for _, l, _ in parts])[order].astype(np.float32),
+            np.concatenate([y for _, _, y in parts])[order])
 
 
 def accuracy_f1(labels: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -256,6 +279,8 @@ class _StepLog:
         values = torch.stack([torch.stack([s[n].detach().float() for n in names]) for _, s in self.pending]).tolist()
         for (row, _), vals in zip(self.pending, values):
             row.update(zip(names, vals))
+            if "examples_seen" in row:  # a count
+                row["examples_seen"] = int(round(row["examples_seen"]))
             for cb in self.callbacks:
                 cb.on_step(row)
         self.last_row = self.pending[-1][0]
@@ -303,9 +328,9 @@ def train(
         clock.lap("logging")
         if val_loader is None:
             return
-        lg, lb = predict_logits(accelerator.unwrap_model(model), val_loader, accelerator.device)
+        lg, lb = predict_logits_all(accelerator.unwrap_model(model), val_loader, accelerator)
         m = classification_metrics(lg, lb)
-        row = {"step": step, "epoch": round(epoch, 4), "examples_seen": seen, "elapsed_s": time.perf_counter() - t0,
+        row = {"step": step, "epoch": round(epoch, 4), "examples_seen": int(seen), "elapsed_s": time.perf_counter() - t0,
                "val_loss": m["loss"], "val_accuracy": m["accuracy"], "val_macro_f1": m["macro_f1"]}
         for cb in callbacks:
             cb.on_eval(row)
@@ -318,7 +343,8 @@ def train(
         model.train()
         clock.lap("evaluation")
 
-    step, seen, t0 = 0, 0, time.perf_counter()
+    # Examples over all processes (their batches differ in size): a running count on the device, read when rows are.
+    step, seen, t0 = 0, torch.zeros((), dtype=torch.long, device=accelerator.device), time.perf_counter()
     last_eval_step = -1
     model.train()
     epoch = 0
@@ -340,15 +366,16 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             clock.lap("optimizer")
             step += 1
-            seen += batch["labels"].shape[0] * accelerator.num_processes
+            n = torch.tensor(batch["labels"].shape[0], device=seen.device)
+            seen = seen + (accelerator.reduce(n, reduction="sum") if accelerator.num_processes > 1 else n)
             known = batch["labels"] != IGNORE_INDEX  # hidden labels (transfer texts) do not count
             hits = (logits.detach().argmax(-1) == batch["labels"]) & known
             # nan when the batch has no known label (0/0), as a mean over an empty selection would be
             acc = hits.sum().float() / known.sum().float()
             row = {"step": step, "epoch": round(epoch + (b_idx + 1) / steps_per_epoch, 4), "batch": b_idx + 1,
-                   "learning_rate": scheduler.get_last_lr()[0], "examples_seen": seen,
+                   "learning_rate": scheduler.get_last_lr()[0], "examples_seen": None,
                    "elapsed_s": round(time.perf_counter() - t0, 3)}
-            log.add(row, {"train_loss": out.loss, "train_accuracy": acc, **out.parts})
+            log.add(row, {"train_loss": out.loss, "train_accuracy": acc, **out.parts, "examples_seen": seen})
             bar.update(1)
             if settings.eval_every and step % settings.eval_every == 0:
                 evaluate(step, epoch + (b_idx + 1) / steps_per_epoch)
@@ -368,7 +395,7 @@ def train(
         logger.debug("%s: best %s %.4f at step %d of %d; those weights are kept", settings.desc, settings.monitor,
                     stopper.best, stopper.best_step, step)
     clock.lap("logging")
-    return TrainResult(steps=step, examples_seen=seen, elapsed_s=time.perf_counter() - t0,
+    return TrainResult(steps=step, examples_seen=int(seen), elapsed_s=time.perf_counter() - t0,
                        phases={k: round(v, 3) for k, v in clock.seconds.items()},
                        validation=stopper.summary(total_steps, step) if val_loader is not None else None)
 
@@ -403,11 +430,16 @@ def make_accelerator(mixed_precision: str = "auto", cpu: bool = False) -> Accele
     """
     from accelerate.state import AcceleratorState
 
+    from accelerate.utils import DataLoaderConfiguration
+
     precision = resolve_mixed_precision(mixed_precision, cpu)
+    # On a GPU, batches come from pinned memory (batching.make_loader) and are copied without blocking the host.
+    kwargs = dict(mixed_precision=precision, cpu=use_cpu(cpu),
+                  dataloader_config=DataLoaderConfiguration(non_blocking=not use_cpu(cpu)))
     try:
-        return Accelerator(mixed_precision=precision, cpu=use_cpu(cpu))
+        return Accelerator(**kwargs)
     except ValueError:
         if not AcceleratorState._shared_state:
             raise
         AcceleratorState._reset_state(reset_partial_state=False)
-        return Accelerator(mixed_precision=precision, cpu=use_cpu(cpu))
+        return Accelerator(**kwargs)

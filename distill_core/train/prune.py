@@ -200,6 +200,7 @@ def run_prune(run: str | Path, settings: PruneSettings | None = None, root: Path
     from ..ship.inference import TextClassifier
     from .models import load_trained
     from .loop import accuracy_f1, predict_logits
+    from ..devices import place, scoring_device
 
     settings = (settings or PruneSettings()).validate()
     run_dir = resolve_run(run, root)
@@ -216,7 +217,8 @@ def run_prune(run: str | Path, settings: PruneSettings | None = None, root: Path
     say(0.0, "Loading the validation and test splits the run was trained on…")
     splits = run_splits(run_dir, saved_cfg)
     tokenizer = AutoTokenizer.from_pretrained(model_dir(run_dir, kind))
-    tok = tokenize_splits(DatasetDict(validation=splits.validation, test=splits.test), tokenizer, cfg.data.max_length)
+    tok = tokenize_splits(DatasetDict(validation=splits.validation, test=splits.test), tokenizer, cfg.data.max_length,
+                          cfg.data.truncation)
     loaders = {s: make_loader(tok[s], tokenizer, cfg.train.eval_batch_size, shuffle=False) for s in ("validation", "test")}
     labels = {s: np.asarray(list(getattr(splits, s)["label"])) for s in ("validation", "test")}
     latency_texts = list(splits.test["text"])[: settings.texts]
@@ -227,12 +229,14 @@ def run_prune(run: str | Path, settings: PruneSettings | None = None, root: Path
     logger.info("prune %s of %s: amounts %s (%s), %d validation and %d test texts, batch-1 latency on CPU with %d "
                 "torch threads", kind, run_dir.name, ", ".join(f"{a:g}" for a in amounts), METHOD,
                 len(labels["validation"]), len(labels["test"]), torch.get_num_threads())
+    device = scoring_device()  # accuracy on the scoring device (fp32); latency and sizes on the CPU
     rows, saved, dense_pred = [], None, None
     with tempfile.TemporaryDirectory() as scratch:
         for i, amount in enumerate(tqdm(amounts, desc=f"prune {kind}", unit="amount")):
             model = _load(load_trained, run_dir, kind)
             targets = prune_model(model, amount)
             row: dict[str, Any] = {"amount": amount, **sparsity(targets), **parameter_counts(model)}
+            model, _ = place(model, device)
             for split, short in (("validation", "val"), ("test", "test")):
                 logits, lb = predict_logits(model, loaders[split])
                 assert (lb == labels[split]).all(), f"{split} loader order differs from the split order"
@@ -240,6 +244,7 @@ def run_prune(run: str | Path, settings: PruneSettings | None = None, root: Path
                 row.update({f"{short}_{k}": v for k, v in accuracy_f1(labels[split], pred).items()})
             dense_pred = pred if dense_pred is None else dense_pred  # amount 0 comes first
             row["test_agreement_with_dense"] = float((pred == dense_pred).mean())
+            model = model.to("cpu")
             clf = TextClassifier(model, tokenizer, max_length=cfg.data.max_length)
             texts = cycle(latency_texts)
             row["latency_ms"] = time_calls({"m": lambda: clf.predict_proba([next(texts)])},
@@ -263,7 +268,7 @@ def run_prune(run: str | Path, settings: PruneSettings | None = None, root: Path
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "settings": {**asdict(settings), "amounts": amounts, "method": METHOD, "compression": COMPRESSION,
                      "pruned": "the weight of every nn.Linear; weight_ih_l*/weight_hh_l* of every nn.LSTM",
-                     "device": "cpu", "torch_threads": torch.get_num_threads(), "max_length": cfg.data.max_length},
+                     "device": "cpu", "scored_on": str(device), "torch_threads": torch.get_num_threads(), "max_length": cfg.data.max_length},
         "validation_rows": len(labels["validation"]),
         "test_rows": len(labels["test"]),
         "rows": rows,
