@@ -16,6 +16,7 @@ import streamlit as st
 from distill_core import app, jobs
 from distill_core.config import MODEL_TITLES
 from distill_core.errors import RunError
+from distill_core.locks import JobBusy
 from distill_core.runs import read_progress
 from distill_core.views import performance as pv
 from distill_core.views.pruning import pruning_figure, pruning_note, pruning_png, pruning_table
@@ -61,7 +62,10 @@ def _own_job(run_id: str) -> jobs.Job | None:
 
 
 def start_bench(run, arch: str) -> None:
-    st.session_state.setdefault(JOB_KEY, {})[run.run_id] = jobs.start_bench(run.path, arch)
+    try:
+        st.session_state.setdefault(JOB_KEY, {})[run.run_id] = jobs.start_bench(run.path, arch)
+    except JobBusy as e:  # a bench from another session or a shell: said plainly, nothing started
+        st.session_state["bench_refused"] = str(e)
 
 
 @st.fragment(run_every=POLL_S)
@@ -250,6 +254,8 @@ def main() -> None:
     if err := st.session_state.pop("bench_error", None):
         st.error("The benchmark failed:")
         st.code(err)
+    if refused := st.session_state.pop("bench_refused", None):
+        st.warning(refused, icon=":material/hourglass_top:")
     running = read_progress(run.path, "bench") is not None or _own_job(run.run_id) is not None
     if running:
         progress_ui(run)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from distill_core import app, jobs
+from distill_core.locks import JobBusy
 from distill_core.runs import read_progress
 from distill_core.train.sweep import SweepSettings, load_sweep
 from distill_core.views import sweep as sv
@@ -61,8 +62,11 @@ def start_ui(run, sweep: dict | None) -> None:
                    "test accuracy is measured once, at the end.")
         if st.button("Start the sweep", icon=":material/play_arrow:", disabled=running(run) or not temps or not alphas
                      or "teacher" not in run.models):
-            st.session_state.setdefault(JOB_KEY, {})[run.run_id] = jobs.start_sweep(run.path, sorted(temps),
-                                                                                     sorted(alphas), epochs)
+            try:
+                st.session_state.setdefault(JOB_KEY, {})[run.run_id] = jobs.start_sweep(run.path, sorted(temps),
+                                                                                         sorted(alphas), epochs)
+            except JobBusy as e:  # a sweep from another session or a shell: said plainly, nothing started
+                st.session_state["sweep_refused"] = str(e)
             st.rerun()
         st.caption(f"The same from a shell: `python -m distill_core sweep {run.run_id} --temperature "
                    f"{','.join(f'{t:g}' for t in sorted(temps))} --alpha {','.join(f'{a:g}' for a in sorted(alphas))} "
@@ -102,6 +106,8 @@ def main() -> None:
     if err := st.session_state.pop("sweep_error", None):
         st.error("The sweep stopped with an error:")
         st.code(err)
+    if refused := st.session_state.pop("sweep_refused", None):
+        st.warning(refused, icon=":material/hourglass_top:")
     if running(run):
         progress_ui(run)
     with app.friendly_errors("Sweep"):

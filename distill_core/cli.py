@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Callable
 
 from .console import say
+from .locks import job_lock
+from .runs import resolve_run
 from .config import MODEL_KINDS, runs_dir
 from .errors import DistillError
 from .flags import (BENCH_FLAGS, PRUNE_FLAGS, SHIP_FLAGS, SWEEP_FLAGS, TRAIN_FLAGS, TRAIN_GROUPS, add_flags, set_fields,
@@ -182,7 +184,8 @@ def cmd_evaluate(args) -> int:
     from .runs import resolve_run
 
     run_dir = resolve_run(args.run, _root(args))
-    evaluate_run(run_dir)
+    with job_lock(run_dir, "evaluate"):  # one at a time on a run, none while it trains
+        evaluate_run(run_dir)
     print_verdict(run_dir)
     return 0
 
@@ -192,7 +195,8 @@ def cmd_bench(args) -> int:
     from .bench.run import run_bench
 
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed bench removes its scratch copies, like Ctrl-C
-    result = run_bench(args.run, bench_settings_from_args(args), root=_root(args))
+    with job_lock(resolve_run(args.run, _root(args)), "bench"):
+        result = run_bench(args.run, bench_settings_from_args(args), root=_root(args))
     say(format_table(result))
     return 0
 
@@ -204,7 +208,9 @@ def cmd_sweep(args) -> int:
     settings = SweepSettings()
     set_fields({"sweep": settings}, args)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed sweep keeps its finished cells, like Ctrl-C
-    say(format_sweep(run_sweep(args.run, settings, root=_root(args))))
+    settings.validate()  # a mistyped grid is refused before the run is locked
+    with job_lock(resolve_run(args.run, _root(args)), "sweep"):
+        say(format_sweep(run_sweep(args.run, settings, root=_root(args))))
     return 0
 
 
@@ -215,7 +221,8 @@ def cmd_prune(args) -> int:
     settings = PruneSettings()
     set_fields({"prune": settings}, args)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed prune removes its scratch copies, like Ctrl-C
-    say(format_pruning(run_prune(args.run, settings, root=_root(args))))
+    with job_lock(resolve_run(args.run, _root(args)), "prune"):
+        say(format_pruning(run_prune(args.run, settings, root=_root(args))))
     return 0
 
 

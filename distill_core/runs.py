@@ -3,7 +3,8 @@
 This module owns every name in it; everything else asks here (``metrics_path``, ``model_dir``, ...).
 
     artifacts/runs/<run_id>/
-        status.json            {"status": "running"|"complete"|"failed", "stage", "error", "pid", "host", "updated"}
+        status.json            {"status": "running"|"complete"|"failed", "stage", "error", "pid", "started", "host",
+                               "updated"}: ``started`` is the process's start time, so a reused pid is not trusted
         config.json            resolved RunConfig + dataset info + library versions + device
         <model>_train.csv      one row per optimizer step (appended while training)
         <model>_val.csv        one row per evaluation (appended while training)
@@ -16,10 +17,13 @@ This module owns every name in it; everything else asks here (``metrics_path``, 
         predictions.parquet    one row per test example: text, label, label_name, <model>_pred, <model>_probs (list)
         bench.json             speed/size figures (``bench RUN``); bench_<arch>.json for reference shapes
         sweep/sweep.json       ``sweep RUN``: the T/alpha grid's validation figures and the chosen cell's test figure
+        sweep/sweep_<time>.json   an earlier sweep with another schedule (--epochs), kept when a new one starts
         calibration.json       per model: temperature fitted on validation, test ECE/Brier/NLL before and after
         pruning_<model>.json   ``prune RUN --model <model>``: per pruning amount, sparsity, accuracy, latency, size
         <model>_pruned<NN>/    ``prune ... --save 0.NN``: that model pruned, save_pretrained (not one of the run's models)
-        .progress-<job>.json   while a job (train, bench) runs: {"job", "fraction", "message", "pid", "host", "updated"}
+        .progress-<job>.json   while a job (train, bench) runs: {"job", "fraction", "message", "pid", "started", "host",
+                               "updated"}
+        .lock-<job>            while a job (bench, sweep, prune, export, evaluate) runs: who holds it (``locks``)
     artifacts/runs/.logs/<run_id>-<job>.log   output of a job started from the dashboard
 
 Everything except the CSVs appears only when whole: it is written to a temporary name, then renamed
@@ -30,17 +34,18 @@ Everything except the CSVs appears only when whole: it is written to a temporary
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .config import CONFIG_FILE_FIELDS, MODEL_KINDS, RUN_ID_PATTERN, RunConfig, check_run_id, runs_dir
 from .errors import ConfigError, RunError
 from .files import read_json, write_json_atomic
+from .processes import pid_alive, record_alive, this_process  # noqa: F401 - pid_alive: runs' readers ask here
 
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
@@ -86,9 +91,11 @@ def metrics_path(run_dir: Path, kind: str, split: str) -> Path:
     return Path(run_dir) / f"{kind}_{split}.csv"
 
 
-def sweep_path(run_dir: Path) -> Path:
-    """The T/alpha sweep of a run (``sweep RUN``): its grid, schedule, every cell's validation figures, the choice."""
-    return Path(run_dir) / SWEEP_DIR / "sweep.json"
+def sweep_path(run_dir: Path, created: str | None = None) -> Path:
+    """The T/alpha sweep of a run (``sweep RUN``): its grid, schedule, every cell's validation figures, the choice.
+    Given ``created``, where an earlier sweep with another schedule, started then, is kept (``sweep_<time>.json``)."""
+    stamp = "".join(c for c in str(created) if c.isalnum() or c == "T").replace("T", "-") if created else ""
+    return Path(run_dir) / SWEEP_DIR / (f"sweep_{stamp}.json" if created else "sweep.json")
 
 
 def seed_tag(kind: str, seed: int) -> str:
@@ -126,10 +133,32 @@ def log_path(root: Path, run_id: str, job: str) -> Path:
 # ----------------------------------------------------------------------------- writing a run
 
 
-def new_run_id(dataset: str, preset: str) -> str:
+def new_run_id(dataset: str, preset: str, root: Path | None = None) -> str:
+    """``<time>_<dataset>_<preset>``; given the runs folder ``root``, the first of it, ``...-2``, ``...-3`` that no
+    run folder and no background job's log uses yet (a hint: ``create_run_dir`` is what claims a name)."""
     short = Path(dataset.rstrip("/")).name.split("/")[-1] or "data"
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{short}_{preset}")
-    return f"{time.strftime('%Y%m%d-%H%M%S')}_{safe}"
+    for run_id in run_id_candidates(f"{time.strftime('%Y%m%d-%H%M%S')}_{safe}"):
+        if root is None or not ((Path(root) / run_id).exists() or any((Path(root) / LOGS_DIR).glob(f"{run_id}-*.log"))):
+            return run_id
+
+
+def run_id_candidates(base: str) -> Iterator[str]:
+    """``base``, ``base-2``, ``base-3``, ...: the names tried in turn when two runs start in the same second."""
+    return (base if n == 1 else f"{base}-{n}" for n in itertools.count(1))
+
+
+def create_run_dir(root: Path, run_id: str, chosen: bool) -> Path:
+    """Create a run's folder exclusively (two runs never share one), in ``root`` (made if missing). A name the user
+    ``chosen`` (``--run-id``) that is taken is refused; otherwise the next free ``run_id-2``, ``-3`` ... is taken."""
+    Path(root).mkdir(parents=True, exist_ok=True)
+    for name in run_id_candidates(run_id):
+        try:
+            (Path(root) / name).mkdir()
+            return Path(root) / name
+        except FileExistsError:
+            if chosen:
+                raise RunError(f"Run folder {Path(root) / name} already exists; choose another --run-id") from None
 
 
 def set_status(run_dir: Path, status: str, stage: str | None = None, error: str | None = None) -> None:
@@ -139,8 +168,7 @@ def set_status(run_dir: Path, status: str, stage: str | None = None, error: str 
             "status": status,
             "stage": stage,
             "error": error,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
+            **this_process(),
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
     )
@@ -159,13 +187,14 @@ class Progress:
     pid: int | None = None
     host: str | None = None
     updated: float | None = None  # epoch seconds
+    started: float | None = None  # the process's start time (epoch seconds), so a reused pid is not trusted
 
 
 def write_progress(run_dir: Path, job: str, fraction: float, message: str) -> None:
     """Say how far ``job`` has got; readers see the last whole write (``read_progress``)."""
     write_json_atomic(progress_path(run_dir, job), {
         "job": job, "fraction": min(max(float(fraction), 0.0), 1.0), "message": message,
-        "pid": os.getpid(), "host": socket.gethostname(), "updated": time.time()})
+        **this_process(), "updated": time.time()})
 
 
 def clear_progress(run_dir: Path, job: str) -> None:
@@ -175,15 +204,16 @@ def clear_progress(run_dir: Path, job: str) -> None:
 def read_progress(run_dir: Path, job: str) -> Progress | None:
     """The progress of ``job`` on this run, or None when none runs.
 
-    A file left behind by a job that was killed (its process gone, on this host) counts as none running.
+    A file left behind by a job that was killed (its process gone on this host, or its pid since reused by another
+    process) counts as none running.
     """
     try:
         d = json.loads(progress_path(run_dir, job).read_text())
         p = Progress(job=job, fraction=float(d["fraction"]), message=str(d["message"]), pid=d.get("pid"),
-                     host=d.get("host"), updated=d.get("updated"))
+                     host=d.get("host"), updated=d.get("updated"), started=d.get("started"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if p.host == socket.gethostname() and p.pid and not pid_alive(int(p.pid)):
+    if p.host == socket.gethostname() and p.pid and record_alive(d) is False:
         return None
     return p
 
@@ -285,19 +315,6 @@ def _check_dict(d: Any, path: Path) -> dict[str, Any]:
     return d
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine. A zombie (exited, not yet reaped by its parent) answers a
-    signal 0 as if alive, so its state is read: it has stopped working and counts as gone."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:  # another user's process: it exists
-        return True
-
-
 # A run "running" with no write to its folder for this long is taken for dead, whatever its pid says (another
 # host, or a pid reused after a crash): training writes a CSV row every step and its progress every second.
 STALE_AFTER_S = 3600.0
@@ -346,7 +363,7 @@ def load_run(run_dir: Path) -> RunInfo:
         info.status, info.error = "failed", str(e)
     if info.status == "running":
         quiet = time.time() - last_write(run_dir)
-        if st.get("host") == socket.gethostname() and st.get("pid") and not pid_alive(int(st["pid"])):
+        if st.get("host") == socket.gethostname() and st.get("pid") and record_alive(st) is False:
             info.status = "failed"
             info.error = f"interrupted during stage {info.stage!r} (training process {st['pid']} is gone)"
         elif quiet > STALE_AFTER_S:

@@ -97,8 +97,13 @@ def test_start_train_runs_the_default_preset_from_the_project(monkeypatch, tmp_p
     calls = {}
 
     class FakePopen:
+        pid = 0
+
         def __init__(self, cmd, **kwargs):
             calls.update(cmd=cmd, **kwargs)
+
+        def wait(self):  # what the reaper thread calls
+            return 0
 
     monkeypatch.setattr(subprocess, "Popen", FakePopen)
     monkeypatch.setenv("DISTILL_RUNS_DIR", str(tmp_path))

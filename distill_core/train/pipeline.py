@@ -48,6 +48,7 @@ from ..files import atomic_dir, write_json_atomic
 from ..runs import (
     CONFIG_FILE,
     clear_progress,
+    create_run_dir,
     has_model,
     model_dir,
     new_run_id,
@@ -413,17 +414,18 @@ def run_pipeline(cfg: RunConfig) -> Path:
 
 
 def _make_run_dir(cfg: RunConfig, state: PartialState) -> Path:
-    """Create the run folder (main process) and return it; every process agrees on its name."""
+    """Create the run folder (main process) and return it; every process agrees on its name.
+
+    The folder is created exclusively: a run started in the same second as another gets the next free name, and a
+    ``--run-id`` that is taken is refused."""
     root = cfg.runs_root()
-    run_id = cfg.run_id or new_run_id(cfg.data.dataset, cfg.preset)
-    if state.num_processes > 1:
-        run_id = broadcast_object_list([run_id])[0]  # the main process's clock names the run
-    run_dir = root / run_id
+    run_id = None
     if state.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
-        if run_dir.exists():
-            raise RunError(f"Run folder {run_dir} already exists; choose another --run-id")
-        run_dir.mkdir()
+        wanted = cfg.run_id or new_run_id(cfg.data.dataset, cfg.preset, root)
+        run_id = create_run_dir(root, wanted, chosen=cfg.run_id is not None).name
+    if state.num_processes > 1:
+        run_id = broadcast_object_list([run_id])[0]  # the name the main process could claim
+    run_dir = root / run_id
     state.wait_for_everyone()
     cfg.run_id = run_id
     return run_dir

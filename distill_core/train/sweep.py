@@ -15,7 +15,9 @@ classes; the other breaks ties); it counts as beating the baseline only when tha
 are the chosen cell's and the baseline cell's test figures measured, once each.
 
 ``sweep/sweep.json`` in the run is rewritten (whole) after every cell, so an interrupted sweep resumes where
-it stopped without losing finished cells; its progress is the run's ``sweep`` progress report.
+it stopped without losing finished cells; its progress is the run's ``sweep`` progress report. A sweep with another
+schedule (``--epochs``) starts afresh and keeps the earlier one whole as ``sweep/sweep_<time>.json``; a value given
+twice in the grid is trained once. The ``sweep`` command holds the run's sweep lock (``locks``) while it runs.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class SweepSettings:
     baseline: bool = True  # also train the alpha-0 cell (the student without the teacher)
 
     def validate(self) -> "SweepSettings":
+        self.temperatures, self.alphas = _distinct(self.temperatures, "--temperature"), _distinct(self.alphas, "--alpha")
         if not self.temperatures or any(not 0 < t <= 100 for t in self.temperatures):
             raise ConfigError(f"--temperature {self.temperatures} is not valid: temperatures greater than 0 and at "
                               "most 100, e.g. 1,2,4,8")
@@ -72,8 +75,23 @@ class SweepSettings:
                                                           for t in self.temperatures]
 
 
+def _distinct(values: list[float], flag: str) -> list[float]:
+    """``values`` with each value once, in order; a value given twice is trained once, and a note says so."""
+    once = list(dict.fromkeys(float(v) for v in values))
+    if len(once) < len(values):
+        logger.warning("%s %s lists a value more than once; each cell is trained once: %s", flag,
+                       ",".join(f"{v:g}" for v in values), ",".join(f"{v:g}" for v in once))
+    return once
+
+
 def _same_cell(c: dict, t: float, a: float) -> bool:
     return abs(c["temperature"] - t) < 1e-9 and abs(c["alpha"] - a) < 1e-9
+
+
+def _schedule_words(schedule: Any) -> str:
+    if not isinstance(schedule, dict):
+        return "unknown"
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in schedule.items() if v is not None)
 
 
 def load_sweep(run_dir: Path) -> dict[str, Any] | None:
@@ -97,6 +115,12 @@ def run_sweep(run: str | Path, settings: SweepSettings | None = None, root: Path
                 "patience": cfg.train.patience if cfg.train.early_stopping else None}
     old = load_sweep(run_dir) or {}
     done = old.get("cells", []) if old.get("schedule") == schedule else []
+    if old.get("cells") and not done:  # another schedule: its cells and choice are kept beside, never overwritten
+        kept = sweep_path(run_dir, old.get("created") or "earlier")
+        write_json_atomic(kept, old)
+        logger.warning("The earlier sweep of %s used another schedule (%s); it is kept as %s, and this one (%s) starts "
+                       "afresh in %s", run_dir.name, _schedule_words(old.get("schedule")), kept.relative_to(run_dir),
+                       _schedule_words(schedule), sweep_path(run_dir).relative_to(run_dir))
     state = {"run_id": run_dir.name, "schedule": schedule,
              "grid": {"temperature": settings.temperatures, "alpha": settings.alphas, "baseline": settings.baseline},
              "cells": done, "created": old.get("created") if done else time.strftime("%Y-%m-%dT%H:%M:%S")}
