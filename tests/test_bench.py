@@ -96,6 +96,44 @@ def test_quantize_int8_replaces_linears_and_keeps_predictions_close():
     assert measure.state_dict_bytes(q) < measure.state_dict_bytes(model)
 
 
+def test_speedups_compare_models_on_the_same_device_only():
+    lat = {"latency_ms": {"median_len": {"p50": 4.0}, "max_len": {"p50": 8.0}}, "throughput_texts_per_s": 100.0}
+    fast = {"latency_ms": {"median_len": {"p50": 1.0}, "max_len": {"p50": 2.0}}, "throughput_texts_per_s": 400.0}
+    models = {"student": {**lat, "device": "cuda"}, "student_int8": {**fast, "device": "cpu"},
+              "teacher": {**lat, "device": "cuda"}, "student_onnx": {**fast, "device": "cuda"}}
+    sp = report.speedups(models)
+    assert sp["int8_vs_student_max_len"] is None and sp["int8_vs_student_throughput"] is None  # CPU int8 vs a GPU row
+    assert sp["onnx_vs_student_max_len"] == 4.0 and sp["onnx_vs_student_throughput"] == 4.0
+    old = {k: {kk: vv for kk, vv in m.items() if kk != "device"} for k, m in models.items()}  # files without devices
+    assert report.speedups(old)["int8_vs_student_max_len"] == 4.0
+
+
+def test_peak_memory_is_read_on_the_device_and_old_files_fall_back_to_rss():
+    assert report.peak_memory({"peak_memory_mb": 812.0, "peak_memory_device": "cuda", "peak_rss_mb": 2900.0}) == 812.0
+    assert report.peak_memory({"peak_rss_mb": 300.0}) == 300.0 and report.peak_memory({}) is None
+
+
+def test_gpu_figures_and_providers_without_a_gpu(monkeypatch):
+    measure.sync("cpu")  # a no-op on the CPU
+    cpu = {"matmul_gflops": 200.0, "matmul_gflops_bf16": 900.0, "gpu": None}
+    assert measure.matmul_peaks(cpu, "cpu") == {"fp32": 200.0, "bf16": 900.0, "fp16": None}
+    gpu = {**cpu, "gpu": {"matmul_gflops": 5e4, "matmul_gflops_bf16": 7e5, "matmul_gflops_fp16": 7e5}}
+    assert measure.matmul_peaks(gpu, "cuda") == {"fp32": 5e4, "bf16": 7e5, "fp16": 7e5}
+    assert measure.matmul_peaks(gpu, "cpu")["fp32"] == 200.0  # a CPU bench on a GPU machine reads the CPU's peak
+    assert measure.onnx_providers("cpu") == (["CPUExecutionProvider"], None)
+    providers, why = measure.onnx_providers("cuda", int8=True)
+    assert providers == ["CPUExecutionProvider"] and "CPU path" in why
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    providers, why = measure.onnx_providers("cuda")
+    assert providers == ["CPUExecutionProvider"] and "onnxruntime-gpu" in why
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    providers, why = measure.onnx_providers("cuda")
+    assert providers[0] == ("CUDAExecutionProvider", {"device_id": 0}) and why is None
+
+
 def test_settings_refuse_nonsense():
     with pytest.raises(ValueError, match="--repeats"):
         settings.BenchSettings(repeats=1).validate()
@@ -122,6 +160,8 @@ def test_bench_writes_a_valid_bench_json(benched, capsys):
         assert m["throughput_texts_per_s"] > 0 and m["size_bytes"] > 0 and m["parameters"] > 0
         assert 0 <= m["accuracy"] <= 1 and 0 <= m["macro_f1"] <= 1
         assert m["load_time_s"] > 0 and m["peak_rss_mb"] > m["rss_before_load_mb"] > 0
+        # Measured on the device the model ran on, and labelled so: here the CPU and its peak resident memory.
+        assert m["device"] == m["peak_memory_device"] == "cpu" and m["peak_memory_mb"] == m["peak_rss_mb"]
     assert data["models"]["student_int8"]["size_bytes"] < data["models"]["student"]["size_bytes"]
     onnx, onnx_int8 = data["models"]["student_onnx"], data["models"]["student_onnx_int8"]
     assert onnx["runtime"] == onnx_int8["runtime"] == "ONNX Runtime" and data["models"]["student"]["runtime"] == "PyTorch"
@@ -139,7 +179,8 @@ def test_bench_writes_a_valid_bench_json(benched, capsys):
     trial = data["int8"]["engine_trial_ms_max_len"]
     assert data["int8"]["engine"] == min(trial, key=trial.get), "auto picks the faster engine of its trial"
     t = data["training_throughput"]
-    assert t["steps"] == 2 and t["batch_size"] == 32
+    assert t["steps"] == 2 and t["batch_size"] == 32 and t["device"] == "cpu"
+    assert {m["device"] for m in t["methods"].values()} == {"cpu"} and t["trainer_args"]["train_batch_size"] == 32
     for k in ("pipeline_samples_per_s", "fixed_padding_samples_per_s", "trainer_samples_per_s"):
         assert t[k] > 0
     assert t["padding_efficiency"]["fixed_padding"] < t["padding_efficiency"]["pipeline"] <= 1

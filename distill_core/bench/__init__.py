@@ -17,9 +17,11 @@ What is measured, per model (``teacher``, ``student``, ``student_int8`` on PyTor
   load from elsewhere hits them alike; ``machine.other_processes_cpu_share`` says how much there was;
 - throughput (texts/s) at ``batch_size`` over the test texts, and the test accuracy and macro-F1 of that pass
   (all models go through the same code, so the int8 student's cost is read against the fp32 student's);
-- load time from disk and peak resident memory (``VmHWM``), each in a fresh Python process per model
-  (``probe``), so that models do not pollute each other's figures. The files are in the page cache by then
-  (warm load); the int8 student is quantised from the fp32 checkpoint at load, so its peak includes that;
+- load time from disk and peak memory on the device the model runs on, each in a fresh Python process per model
+  (``probe``), so that models do not pollute each other's figures: on the CPU the process's peak resident memory
+  (``VmHWM``), on a GPU the most memory torch's tensors held (``torch.cuda.max_memory_allocated``);
+  ``peak_memory_device`` and ``peak_memory_kind`` say which. The files are in the page cache by then (warm load);
+  the int8 student is quantised from the fp32 checkpoint at load, so its peak includes that;
 - analytic forward FLOPs at each length (``forward_flops``) and the achieved GFLOP/s, next to the machine's
   own fp32 matmul rate (``machine.matmul_gflops``).
 
@@ -34,6 +36,13 @@ training split: the pipeline's own loop and length-grouped batches, the same loo
 ``max_length`` (as the reports did), and transformers' ``Trainer`` with its defaults (random batches padded per
 batch) -- same model, data, batch size and AdamW.
 
+``--device cuda`` runs the PyTorch fp32 models on the GPU (every timing waits for the GPU's queued work) and the
+training comparison there, every method at the same batch size on the same GPU, read against the GPU's matmul peak.
+int8 is a CPU path (torch's dynamic quantisation has CPU kernels only; ONNX Runtime's dynamic int8 ops too): the int8
+rows are measured on the CPU, titled so, and left out of the speed-up ratios against GPU rows. The fp32 ONNX row runs
+on ONNX Runtime's ``CUDAExecutionProvider`` when it has one (the ``onnxruntime-gpu`` package), else on the CPU, and
+``notes`` says why. Every model entry records its ``device`` (and ONNX Runtime's ``onnx_provider``).
+
 ``--arch bert-base`` swaps the run's models for randomly initialised ``bert-base-uncased`` and
 ``distilbert-base-uncased`` shapes (speed does not depend on the weights) on the run's tokenizer and test
 texts, and writes ``bench_bert-base.json`` next to ``bench.json``, with the same schema; it reports no
@@ -47,4 +56,5 @@ The package, one concern per module:
     train_speed   the teacher-training comparison (pipeline, fixed padding, Trainer)
     run           ``run_bench``: the whole benchmark of one run, written to ``bench.json``
     report        reading ``bench.json``: speed-up ratios, int8 cost, the CLI's table; torch-free
+    gpu_check     the GPU check (``scripts/gpu_check.sh``): quick run, bench, bert-base training, scoring -> one JSON
 """

@@ -1,6 +1,8 @@
 """What the bench measures, one function each: the machine, timing, token lengths, FLOPs, int8, throughput.
 
     machine_info()                                  # CPU, cores, threads, versions, fp32 matmul GFLOP/s
+    machine_info("cuda")                            # the same, plus the GPU and its own matmul GFLOP/s
+    sync("cuda")                                    # wait for the GPU's queued work before reading a clock
     time_calls({"a": f, "b": g}, repeats=30, warmup=5)   # ms per call: p50, p95, mean, min
     pick_texts(texts, tokenizer, max_length)        # a median-length test text and a max_length one
     forward_flops(model.config, tokens)             # analytic FLOPs of one forward pass
@@ -51,21 +53,84 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
-    """This machine's matmul rate in ``dtype`` (GFLOP/s, best of ``repeats``) at torch's thread count: the ceiling
-    that the models' achieved GFLOP/s are read against (fp32 for inference and fp32 training, bf16 for bf16 training)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def sync(device: str | torch.device = "cpu") -> None:
+    """Wait until ``device`` has finished the work queued on it: CUDA kernels run after the call that queues them
+    returns, so a clock read without this times the queueing, not the work. A no-op on the CPU."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(n: int | None = None, repeats: int = 5, dtype: torch.dtype = torch.float32,
+                  device: str | torch.device = "cpu") -> float:
+    """The matmul rate of ``device`` in ``dtype`` (GFLOP/s, best of ``repeats``; on the CPU at torch's thread count):
+    the ceiling that the models' achieved GFLOP/s are read against (fp32 for inference and fp32 training, bf16 for
+    bf16 training). ``n`` defaults to 1024 on the CPU and 8192 on a GPU, which 1024 would leave mostly idle; a GPU's
+    fp32 rate follows torch's TF32 setting (off unless the user turned it on), as the models' fp32 matmuls do."""
+    n = n or (8192 if torch.device(device).type == "cuda" else 1024)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
+        sync(device)
         t0 = time.perf_counter()
         torch.mm(a, b)
+        sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
 
 
-def machine_info() -> dict[str, Any]:
-    """The ``machine`` section of bench.json: CPU, cores, threads, library versions, load, matmul rate."""
+def gpu_info(device: str | torch.device = "cuda") -> dict[str, Any]:
+    """The ``machine.gpu`` section of bench.json: the GPU's name, memory, CUDA build and its matmul rates."""
+    device = torch.device(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(index)
+    rates = {"matmul_gflops": matmul_gflops(dtype=torch.float32, device=device),
+             "matmul_gflops_fp16": matmul_gflops(dtype=torch.float16, device=device)}
+    if torch.cuda.is_bf16_supported():
+        rates["matmul_gflops_bf16"] = matmul_gflops(dtype=torch.bfloat16, device=device)
+    return {
+        "name": torch.cuda.get_device_name(index), "index": index, "count": torch.cuda.device_count(),
+        "memory_gib": round(props.total_memory / 2**30, 1), "capability": f"{props.major}.{props.minor}",
+        "torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        **{k: round(v, 1) for k, v in rates.items()},
+    }
+
+
+def matmul_peaks(machine: dict[str, Any], device: str = "cpu") -> dict[str, float | None]:
+    """The matmul rate per training precision (``fp32``, ``bf16``, ``fp16``) of the device that trains: the GPU's
+    from ``machine["gpu"]`` on ``cuda``, else the CPU's (no fp16 rate: CPUs train in bf16 or fp32)."""
+    src = machine.get("gpu") if device == "cuda" and machine.get("gpu") else machine
+    return {"fp32": src.get("matmul_gflops"), "bf16": src.get("matmul_gflops_bf16"), "fp16": src.get("matmul_gflops_fp16")}
+
+
+def onnx_providers(device: str = "cpu", int8: bool = False) -> tuple[list, str | None]:
+    """ONNX Runtime execution providers for a model measured on ``device``, and why it runs on the CPU when a GPU
+    was asked for (None otherwise).
+
+    The fp32 graph runs on ``CUDAExecutionProvider`` where this ONNX Runtime has it (the ``onnxruntime-gpu``
+    package); the int8 graph always runs on the CPU: its dynamically quantised ops (``DynamicQuantizeLinear``,
+    ``MatMulInteger``) are a CPU path in ONNX Runtime, and on the CUDA provider they would copy every activation to
+    the host and back.
+    """
+    cpu = ["CPUExecutionProvider"]
+    if torch.device(device).type != "cuda":
+        return cpu, None
+    if int8:
+        return cpu, ("ONNX int8 (dynamic quantisation) is a CPU path in ONNX Runtime: it was measured on the CPU, and "
+                     "its speed is not compared with the GPU rows")
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return cpu, ("this ONNX Runtime has no CUDAExecutionProvider (it comes with the onnxruntime-gpu package), so "
+                     "the fp32 ONNX row was measured on the CPU")
+    index = torch.cuda.current_device()
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], None
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """The ``machine`` section of bench.json: CPU, cores, threads, library versions, load, matmul rate, and on
+    ``cuda`` the GPU (``gpu_info``; None on the CPU)."""
     import transformers
 
     cores = os.cpu_count() or 1
@@ -83,6 +148,7 @@ def machine_info() -> dict[str, Any]:
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "matmul_gflops": round(matmul_gflops(), 1),
         "matmul_gflops_bf16": round(matmul_gflops(dtype=torch.bfloat16), 1),
+        "gpu": gpu_info(device) if torch.device(device).type == "cuda" else None,
     }
 
 

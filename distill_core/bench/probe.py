@@ -1,7 +1,15 @@
 """Load time and peak memory of one model, each measured in a fresh Python process.
 
     probe(run_dir / "student", quantize=True, texts=texts, settings=settings, qengine="x86")
-    # -> {"load_time_s", "quantize_time_s", "rss_before_load_mb", "peak_rss_mb"}
+    # -> {"load_time_s", "quantize_time_s", "rss_before_load_mb", "peak_rss_mb",
+    #     "peak_memory_mb", "peak_memory_device", "peak_memory_kind"}
+
+The peak memory is read on the device the model runs on (``peak_memory_mb``, with ``peak_memory_device`` and
+``peak_memory_kind`` saying which): on the CPU the process's peak resident memory (``VmHWM``, also kept as
+``peak_rss_mb``); on a GPU the most memory torch's tensors held (``torch.cuda.max_memory_allocated``, after
+``reset_peak_memory_stats``; the CUDA context itself is not counted), and for an ONNX Runtime session on the GPU the
+device memory it took (``torch.cuda.mem_get_info`` before loading and after the run: ONNX Runtime's memory arena
+keeps what its peak needed, but another process using the GPU at the same time would count too).
 
 ``probe`` starts ``python -m distill_core.bench.probe`` (this module) with a JSON spec on stdin; the child loads
 the model, classifies the texts once and prints one ``BENCH_PROBE {...}`` line. A fresh process per model keeps
@@ -30,16 +38,18 @@ PROBE_MODULE = "distill_core.bench.probe"  # this module, run as the child
 
 
 def probe(model_dir: Path, quantize: bool, texts: list[str], settings: BenchSettings,
-          qengine: str | None = None, backend: str = "torch") -> dict[str, Any]:
+          qengine: str | None = None, backend: str = "torch", device: str | None = None) -> dict[str, Any]:
     """Load ``model_dir`` in a fresh Python process, classify ``texts`` once, and report its load time and peak
     resident memory (see ``_probe_main``).
 
     Args:
         quantize: quantise the loaded model to int8 (on ``qengine``), as the bench's ``student_int8``.
         backend: ``torch``, or ``onnx`` / ``onnx-int8`` for an ONNX export folder run by ONNX Runtime.
+        device: where the model runs, ``cpu`` or ``cuda`` (default ``settings.device``; int8 runs on the CPU).
     """
     spec = {"model_dir": str(model_dir), "quantize": quantize, "texts": texts, "batch_size": settings.batch_size,
-            "threads": torch.get_num_threads(), "qengine": qengine, "device": settings.device, "backend": backend}
+            "threads": torch.get_num_threads(), "qengine": qengine, "device": device or settings.device,
+            "backend": backend}
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     # cwd: `-m distill_core...` resolves from the project folder whether or not the package is installed.
     proc = subprocess.run([sys.executable, "-m", PROBE_MODULE], input=json.dumps(spec), capture_output=True,
@@ -79,27 +89,49 @@ def _probe_main() -> None:
 
     from ..ship.inference import TextClassifier
     from ..ship.onnx_export import OnnxClassifier
+    from .measure import onnx_providers
 
     spec = json.loads(sys.stdin.read())
     torch.set_num_threads(int(spec["threads"]))
     backend = spec.get("backend", "torch")
+    providers = None
     if backend != "torch":
         import onnxruntime  # noqa: F401 - imported before timing, as torch is
+
+        providers, _ = onnx_providers(spec["device"], int8=backend == "onnx-int8")
+    # int8 (torch dynamic quantisation, or ONNX Runtime's) is a CPU path; the fp32 ONNX graph is on the GPU only
+    # where ONNX Runtime has its CUDA provider.
+    on_gpu = spec["device"] == "cuda" and not spec["quantize"] and (backend == "torch" or providers[0] != "CPUExecutionProvider")
+    if on_gpu:
+        torch.cuda.init()  # the CUDA context is made before the figures start, and not counted
+        torch.cuda.reset_peak_memory_stats()
+        free_before = torch.cuda.mem_get_info()[0]
 
     rss_before = psutil.Process().memory_info().rss / 2**20
     t0 = time.perf_counter()
     if backend == "torch":
-        clf = TextClassifier.load(spec["model_dir"], device=spec["device"])
+        clf = TextClassifier.load(spec["model_dir"], device="cuda" if on_gpu else "cpu")
     else:
-        clf = OnnxClassifier.load(spec["model_dir"], int8=backend == "onnx-int8", threads=int(spec["threads"]))
+        clf = OnnxClassifier.load(spec["model_dir"], int8=backend == "onnx-int8", threads=int(spec["threads"]),
+                                  providers=providers)
     t1 = time.perf_counter()
     if spec["quantize"]:
         clf.model = quantize_int8(clf.model, spec["qengine"], inplace=True)  # as a server would: no fp32 copy kept
     t2 = time.perf_counter()
     clf.predict_proba(spec["texts"], batch_size=int(spec["batch_size"]))
+    peak_rss = _peak_rss_mb()
+    if not on_gpu:
+        peak = {"peak_memory_mb": peak_rss, "peak_memory_device": "cpu",
+                "peak_memory_kind": "process peak resident memory (VmHWM)"}
+    elif backend == "torch":
+        peak = {"peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20, "peak_memory_device": "cuda",
+                "peak_memory_kind": "GPU memory held by torch tensors (torch.cuda.max_memory_allocated)"}
+    else:
+        peak = {"peak_memory_mb": (free_before - torch.cuda.mem_get_info()[0]) / 2**20, "peak_memory_device": "cuda",
+                "peak_memory_kind": "GPU memory taken by the ONNX Runtime session (torch.cuda.mem_get_info)"}
     print(PROBE_MARK + json.dumps({
         "load_time_s": t2 - t0, "quantize_time_s": t2 - t1 if spec["quantize"] else None,
-        "rss_before_load_mb": rss_before, "peak_rss_mb": _peak_rss_mb(),
+        "rss_before_load_mb": rss_before, "peak_rss_mb": peak_rss, **peak,
     }), flush=True)
 
 

@@ -56,7 +56,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def speedup(bench: dict[str, Any], reference: str, model: str, length: str = "max_len") -> float | None:
-    """How many times faster ``model`` is than ``reference`` (>1: faster), or None when either was not measured.
+    """How many times faster ``model`` is than ``reference`` (>1: faster), or None when either was not measured or
+    they ran on different devices (an int8 row measured on the CPU in a GPU bench, say).
 
     Args:
         bench: a bench.json dict.
@@ -66,6 +67,8 @@ def speedup(bench: dict[str, Any], reference: str, model: str, length: str = "ma
     """
     models = bench.get("models") or {}
     a, b = models.get(reference), models.get(model)
+    if a and b and a.get("device", "cpu") != b.get("device", "cpu"):
+        return None
     if length == "throughput":
         return _ratio(throughput(b), throughput(a))
     return _ratio(latency_p50(a, length), latency_p50(b, length))
@@ -102,21 +105,30 @@ def format_table(bench: dict[str, Any]) -> str:
     """The bench as a plain-text table (what ``python -m distill_core bench`` prints)."""
     m, s = bench["machine"], bench["settings"]
     lines = [f"{bench['run_id']} ({s['arch']}) on {m['cpu_model']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
-             f"torch {m['torch']}; fp32 matmul {m['matmul_gflops']:.0f} GFLOP/s",
-             f"batch-1 latency: p50 / p95 over {s['repeats']} runs, tokenisation included; "
-             f"throughput at batch {s['batch_size']} on {s['texts']} test texts"]
+             f"torch {m['torch']}; fp32 matmul {m['matmul_gflops']:.0f} GFLOP/s"]
+    gpu = m.get("gpu")
+    if gpu:
+        rates = ", ".join(f"{name} {gpu[key]:.0f}" for name, key in (("fp32", "matmul_gflops"), ("bf16", "matmul_gflops_bf16"),
+                                                                     ("fp16", "matmul_gflops_fp16")) if gpu.get(key))
+        lines.append(f"GPU {gpu['name']} ({gpu['memory_gib']} GiB, CUDA {gpu['torch_cuda']}); matmul {rates} GFLOP/s")
+    lines.append(f"batch-1 latency: p50 / p95 over {s['repeats']} runs, tokenisation included; "
+                 f"throughput at batch {s['batch_size']} on {s['texts']} test texts")
     med, mx = s["median_tokens"], s["max_length"]
-    head = (f"{'model':<30} {'params':>7} {'size MB':>8} {f'ms @{med} tok':>14} {f'ms @{mx} tok':>15} {'texts/s':>8} "
-            f"{'GFLOP/s':>8} {'load s':>7} {'peak MB':>8} {'acc':>6} {'F1':>6}")
+    head = (f"{'model':<36} {'device':>6} {'params':>7} {'size MB':>8} {f'ms @{med} tok':>14} {f'ms @{mx} tok':>15} "
+            f"{'texts/s':>8} {'GFLOP/s':>8} {'load s':>7} {'peak MB':>8} {'acc':>6} {'F1':>6}")
     lines += [head, "-" * len(head)]
     for r in bench["models"].values():
         lat = r["latency_ms"]
         lines.append(
-            f"{r['title']:<30} {r['parameters'] / 1e6:>6.1f}M {r['size_bytes'] / 2**20:>8.1f} "
+            f"{r['title']:<36} {r.get('device', 'cpu'):>6} {r['parameters'] / 1e6:>6.1f}M {r['size_bytes'] / 2**20:>8.1f} "
             f"{lat['median_len']['p50']:>6.1f} / {lat['median_len']['p95']:>5.1f} "
             f"{lat['max_len']['p50']:>7.1f} / {lat['max_len']['p95']:>5.1f} {r['throughput_texts_per_s']:>8.1f} "
-            f"{r['gflops_per_s']['max_len']:>8.1f} {_f(r.get('load_time_s'), '7.2f')} {_f(r.get('peak_rss_mb'), '8.0f')} "
+            f"{r['gflops_per_s']['max_len']:>8.1f} {_f(r.get('load_time_s'), '7.2f')} {_f(peak_memory(r), '8.0f')} "
             f"{_f(r.get('accuracy'), '6.3f')} {_f(r.get('macro_f1'), '6.3f')}")
+    kinds = {(r.get("peak_memory_device"), r.get("peak_memory_kind")) for r in bench["models"].values()
+             if r.get("peak_memory_kind")}
+    if any(device == "cuda" for device, _ in kinds):  # say which memory each row's peak is
+        lines.append("peak MB: " + "; ".join(f"on {device}, {kind}" for device, kind in sorted(kinds)))
     sp = bench["speedup"]
     lines.append("")
     lines.append("speed-up (p50)          median length   max length   throughput")
@@ -148,10 +160,18 @@ _METHOD_LABELS = {"pipeline": "pipeline ({batching}, {precision})", "pipeline_fp
 _PRECISION = {"no": "fp32", "bf16": "bf16", "fp16": "fp16"}
 
 
+def peak_memory(model: dict) -> float | None:
+    """Peak memory in MiB of one bench.json model entry on the device it ran on (``peak_memory_device``); files
+    written before the device was recorded hold the CPU's peak resident memory only."""
+    peak = model.get("peak_memory_mb")
+    return peak if peak is not None else model.get("peak_rss_mb")
+
+
 def training_lines(t: dict) -> list[str]:
     """The bench's teacher-training table: samples/s, achieved GFLOP/s, share of peak, real-token share, ratio."""
     pe = t["padding_efficiency"]
-    lines = [f"teacher training, batch {t['batch_size']}, {t['timed_steps']} timed steps:",
+    where = f" on {t['device_name']}" if t.get("device_name") else ""
+    lines = [f"teacher training{where}, batch {t['batch_size']}, {t['timed_steps']} timed steps:",
              f"  {'method':<40} {'samples/s':>9} {'GFLOP/s':>8} {'of peak':>8} {'real tokens':>11} {'pipeline is':>11}"]
     methods = t.get("methods") or {  # bench.json written before methods were recorded one by one
         "pipeline": {"samples_per_s": t["pipeline_samples_per_s"]},

@@ -33,8 +33,8 @@ from ..runs import (
 )
 from . import settings as bench_settings  # ARCH_SHAPES and BERT_BASE_VOCAB are read at call time (tests shrink them)
 from .measure import (
-    OtherLoad, forward_flops, machine_info, pick_qengine, pick_texts, quantize_int8, state_dict_bytes,
-    throughput_and_accuracy, time_calls,
+    OtherLoad, forward_flops, machine_info, matmul_peaks, onnx_providers, pick_qengine, pick_texts, quantize_int8,
+    state_dict_bytes, throughput_and_accuracy, time_calls,
 )
 from .probe import probe
 from .report import int8_cost, speedups
@@ -120,7 +120,7 @@ def _onnx_models(student: Path, run_dir: Path | None, into: Path, stages: "_Stag
         stages.start("student: exporting to ONNX (fp32 and int8)")
         folder = into / "student_onnx"
         folder.mkdir()
-        clf = TextClassifier.load(student)
+        clf = TextClassifier.load(student, device="cpu")  # exported from the CPU, whatever the bench measures on
         write_graphs(clf.model, clf.tokenizer, folder, int8=True)
         del clf
         if run_dir is not None:
@@ -186,9 +186,12 @@ class _Stages:
         self.bar.close()
 
 
-def _load_models(sources: list[_Source], max_length: int, max_text: str, settings: BenchSettings,
-                 stages: _Stages) -> tuple[dict[str, Any], dict[str, dict[str, Any]], str | None, dict[str, float]]:
-    """Classifiers to time, their static figures (size, parameters, shape), and the int8 engine chosen."""
+def _load_models(sources: list[_Source], max_length: int, max_text: str, settings: BenchSettings, stages: _Stages,
+                 notes: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]], str | None, dict[str, float]]:
+    """Classifiers to time, their static figures (size, parameters, shape, the device each runs on), and the int8
+    engine chosen. On ``--device cuda`` the PyTorch fp32 models run on the GPU; int8 is a CPU path (torch's dynamic
+    quantisation has CPU kernels only), measured on the CPU; the fp32 ONNX graph runs on ONNX Runtime's CUDA
+    provider where it has one (``onnx_providers``). Why a model ran on the CPU goes into ``notes``."""
     from ..ship.inference import TextClassifier
     from ..train.models import encoder_shape
     from ..ship.onnx_export import OnnxClassifier
@@ -197,26 +200,42 @@ def _load_models(sources: list[_Source], max_length: int, max_text: str, setting
     models: dict[str, dict[str, Any]] = {}
     engine, trial = None, {}
     for src in sources:
+        provider = None
         if src.backend != "torch":
+            providers, why_cpu = onnx_providers(settings.device, int8=src.backend == "onnx-int8")
             clf = OnnxClassifier.load(src.model_dir, int8=src.backend == "onnx-int8", max_length=max_length,
-                                      threads=torch.get_num_threads())
+                                      threads=torch.get_num_threads(), providers=providers)
+            provider = clf.session.get_providers()[0]  # what ONNX Runtime started, not only what was asked for
+            device = "cuda" if provider == "CUDAExecutionProvider" else "cpu"
+            if why_cpu is None and device != settings.device:
+                why_cpu = (f"ONNX Runtime could not start its CUDA provider (CUDA or cuDNN libraries it needs are "
+                           f"missing?), so {src.key} was measured on the CPU")
+            if why_cpu:
+                notes.append(why_cpu)
             params, size = None, clf.path.stat().st_size  # parameters: the fp32 student's, filled in by _bench
         elif src.quantize:
+            device = "cpu"
             fp32 = clfs["student"]
+            if fp32.device.type != "cpu":  # quantised from a CPU copy of the fp32 student
+                fp32 = TextClassifier.load(src.model_dir, max_length=max_length, device="cpu")
+                notes.append("int8 (torch dynamic quantisation) is a CPU path: the int8 student was measured on the "
+                             "CPU, and its speed is not compared with the GPU rows")
             stages.start("int8: choosing the quantized engine")
             engine, trial = pick_qengine(fp32, max_text, settings)
             clf = TextClassifier(quantize_int8(fp32.model, engine), fp32.tokenizer, fp32.max_length, name=src.key,
                                  truncation=fp32.truncation)
             params, size = fp32.num_parameters(), state_dict_bytes(clf.model)
         else:
-            clf = TextClassifier.load(src.model_dir, max_length=max_length, device=settings.device)
+            device = settings.device
+            clf = TextClassifier.load(src.model_dir, max_length=max_length, device=device)
             params, size = clf.num_parameters(), (src.model_dir / MODEL_WEIGHTS).stat().st_size
         clfs[src.key] = clf
         dtype = DTYPES[src.backend] if src.backend != "torch" else ("int8 (dynamic)" if src.quantize else "float32")
-        models[src.key] = {"title": TITLES[settings.arch][src.key], "size_bytes": int(size), "dtype": dtype,
+        title = TITLES[settings.arch][src.key] + (" (CPU)" if device != settings.device else "")
+        models[src.key] = {"title": title, "size_bytes": int(size), "dtype": dtype,
                            "parameters": int(params) if params is not None else None,
-                           "runtime": "ONNX Runtime" if src.backend != "torch" else "PyTorch",
-                           "architecture": encoder_shape(_config(clf))}
+                           "runtime": "ONNX Runtime" if src.backend != "torch" else "PyTorch", "device": device,
+                           "onnx_provider": provider, "architecture": encoder_shape(_config(clf))}
     return clfs, models, engine, trial
 
 
@@ -268,7 +287,7 @@ def _bench(run_dir: Path, info, settings: BenchSettings, report: Callable[[float
         torch.backends.quantized.engine = settings.qengine
     arch = settings.arch
     skip_training = settings.skip_training or arch != "run" or not has_model(run_dir, "teacher")
-    machine = machine_info()
+    machine = machine_info(settings.device)
     other_load = OtherLoad().start()
     notes = []
 
@@ -281,9 +300,9 @@ def _bench(run_dir: Path, info, settings: BenchSettings, report: Callable[[float
     texts, labels = list(test["text"]), np.asarray(list(test["label"]))
     picked = pick_texts(texts, tokenizer, cfg.data.max_length)
     token_counts = picked.pop("token_counts")
-    logger.info("Bench %s (%s): %d test texts, median %d tokens, max_length %d, %d torch threads, %s",
+    logger.info("Bench %s (%s): %d test texts, median %d tokens, max_length %d, %d torch threads, %s%s",
                 info.run_id, arch, len(texts), picked["median_tokens"], cfg.data.max_length, machine["torch_threads"],
-                machine["cpu_model"])
+                machine["cpu_model"], f", GPU {machine['gpu']['name']}" if machine["gpu"] else "")
 
     with tempfile.TemporaryDirectory(prefix="bench_") as tmp:
         if arch == "bert-base":
@@ -291,11 +310,8 @@ def _bench(run_dir: Path, info, settings: BenchSettings, report: Callable[[float
             sources = _bert_base_models(tokenizer, splits.label_names, cfg.data.max_length, Path(tmp))
         else:
             sources = run_sources
-        if settings.device != "cpu":
-            sources = [s for s in sources if not s.quantize]
-            notes.append("int8 dynamic quantisation runs on CPU only; not measured on " + settings.device)
         int8 = any(s.quantize for s in sources)
-        onnx = settings.onnx and settings.device == "cpu" and any(s.key == "student" for s in sources)
+        onnx = settings.onnx and any(s.key == "student" for s in sources)
         must_export = onnx and not (arch == "run" and _has_current_export(run_dir))
         n_sources = len(sources) + 2 * onnx
         stages = _Stages(2 * (1 + 2 * onnx) + int8 + must_export + n_sources * (1 + settings.probe)
@@ -314,7 +330,7 @@ def _bench(run_dir: Path, info, settings: BenchSettings, report: Callable[[float
             if not group:
                 continue
             clfs, group_models, group_engine, group_trial = _load_models(group, cfg.data.max_length, picked["max_text"],
-                                                                         settings, stages)
+                                                                         settings, stages, notes)
             if group[0].backend == "torch":
                 engine, engine_trial = group_engine, group_trial
             _latency(clfs, group_models, picked, settings, stages)
@@ -331,14 +347,16 @@ def _bench(run_dir: Path, info, settings: BenchSettings, report: Callable[[float
             if settings.probe:
                 stages.start(f"{src.key}: load time and memory (fresh process)")
                 probe_texts = texts[: settings.batch_size] + [picked["max_text"]]
-                models[src.key].update(probe(src.model_dir, src.quantize, probe_texts, settings, engine, src.backend))
+                models[src.key].update(probe(src.model_dir, src.quantize, probe_texts, settings, engine, src.backend,
+                                             models[src.key]["device"]))
             else:
                 models[src.key].update({"load_time_s": None, "peak_rss_mb": None, "rss_before_load_mb": None,
-                                        "quantize_time_s": None})
+                                        "quantize_time_s": None, "peak_memory_mb": None, "peak_memory_device": None,
+                                        "peak_memory_kind": None})
         training = None
         if not skip_training:
             training = training_throughput(run_dir, cfg, splits, tokenizer, settings, stages.start,
-                                           {"fp32": machine.get("matmul_gflops"), "bf16": machine.get("matmul_gflops_bf16")})
+                                           matmul_peaks(machine, settings.device))
         stages.close()
 
     machine["other_processes_cpu_share"] = round(other_load.stop(), 4)

@@ -5,9 +5,11 @@ mixed), the same loop with fixed padding, and ``Trainer`` with its defaults.
     # -> samples/s and achieved GFLOP/s of each, their share of the machine's matmul peak, ratios, real-token shares
 
 Each method trains a fresh copy of the run's teacher (same seed) for ``train_steps`` optimizer steps on the
-run's training split, same batch size, learning rate and weight decay; the first ``TRAIN_WARMUP_STEPS`` steps
-are left out of the timed window. Achieved GFLOP/s counts the work done, padding included: a training step is
-about three forward passes (the backward pass costs about two), so 3 x batch x ``forward_flops(padded length)``.
+run's training split, same batch size, learning rate and weight decay, on the same device (``--device``: the CPU,
+or one GPU for every method, ``Trainer`` included); the first ``TRAIN_WARMUP_STEPS`` steps are left out of the timed
+window, whose ends wait for the device to finish its queued work (``measure.sync``). Achieved GFLOP/s counts the work
+done, padding included: a training step is about three forward passes (the backward pass costs about two), so
+3 x batch x ``forward_flops(padded length)``, read against the matmul peak of the device that trained.
 """
 
 from __future__ import annotations
@@ -23,43 +25,9 @@ from .settings import BenchSettings
 TRAIN_WARMUP_STEPS = 2  # training steps left out of the timed window (allocator and kernel set-up)
 
 
-class _StepClock:
-    """Pipeline-loop callback: the time and examples seen at the end of every optimizer step."""
-
-    def __init__(self):
-        self.marks: list[tuple[float, int]] = []
-
-    def on_step(self, row: dict[str, Any]) -> None:
-        # The loop hands step rows over in groups; each row carries the time its step ended (``elapsed_s``).
-        self.marks.append((float(row["elapsed_s"]), int(row["examples_seen"])))
-
-    def on_eval(self, row: dict[str, Any]) -> None:
-        pass
-
-
-def _timed_skip(steps: int) -> int:
-    """Steps left out of the timed window: TRAIN_WARMUP_STEPS, but never all of them."""
-    return min(TRAIN_WARMUP_STEPS, steps - 1)
-
-
-def _window_rate(marks: list[tuple[float, int]], skip: int) -> dict[str, float]:
-    """Samples/s between the end of step ``skip`` and the end of the last step."""
-    (t0, n0), (t1, n1) = marks[skip - 1], marks[-1]
-    return {"samples_per_s": (n1 - n0) / (t1 - t0), "timed_steps": len(marks) - skip, "timed_seconds": t1 - t0}
-
-
-def _recording(loader, shapes: list[tuple[int, int]]):
-    """``loader`` with its collate function wrapped to record each batch's (batch size, padded length), in order."""
-    from torch.utils.data import DataLoader
-
-    collate = loader.collate_fn
-
-    def recorded(features):
-        batch = collate(features)
-        shapes.append(tuple(batch["input_ids"].shape))
-        return batch
-
-    return DataLoader(loader.dataset, batch_sampler=loader.batch_sampler, collate_fn=recorded)
+def _timed_skip(steps: int, warmup: int = TRAIN_WARMUP_STEPS) -> int:
+    """Steps left out of the timed window: ``warmup``, but never all of them."""
+    return max(1, min(warmup, steps - 1))
 
 
 def _window_gflops(config, shapes: list[tuple[int, int]], skip: int, steps: int, seconds: float) -> float:
@@ -70,20 +38,47 @@ def _window_gflops(config, shapes: list[tuple[int, int]], skip: int, steps: int,
     return flops / seconds / 1e9
 
 
-def _pipeline_rate(model, loader, steps: int, lr: float, weight_decay: float, device: str,
-                   precision: str = "no") -> dict[str, float]:
-    """The pipeline's own training loop (``training.train``) for ``steps`` steps over ``loader``."""
-    from ..train.loop import LoopSettings, cross_entropy_objective, make_accelerator, train
+def pipeline_rate(model, loader, steps: int, lr: float, weight_decay: float, device: str, precision: str = "no",
+                  warmup: int = TRAIN_WARMUP_STEPS, keep: list[dict] | None = None) -> dict[str, Any]:
+    """The pipeline's own training loop (``loop.train``) for ``steps`` steps over ``loader``, timed after ``warmup``.
 
-    clock, shapes = _StepClock(), []
+    The timed window opens as step ``warmup + 1`` starts, once the device has finished the steps before it, and
+    closes when the device has finished the last step (``measure.sync``: a GPU runs the queued kernels after the
+    loop has moved on). It holds one batch fetch per step, as training does. Batch shapes are read where the loop
+    hands each batch to the objective: on a GPU the loader collates in worker processes (``batching.make_loader``).
+
+    Returns:
+        samples/s, timed steps and seconds, achieved GFLOP/s, the loop's phase split (``phases_s``, host time per
+        phase of the whole call), and the device the model trained on. ``keep``, when given, receives the batches as
+        the objective got them (on the device).
+    """
+    from ..train.loop import LoopSettings, cross_entropy_objective, make_accelerator, train
+    from .measure import sync
+
+    shapes: list[tuple[int, int]] = []
+    skip = _timed_skip(steps, warmup)
+    accelerator = make_accelerator(precision, cpu=device == "cpu")
+    window = {"calls": 0}
+
+    def timed_objective(m, batch):
+        window["calls"] += 1
+        if window["calls"] == skip + 1:  # the first timed step: its batch is fetched, the steps before are done
+            sync(accelerator.device)
+            window["t0"] = time.perf_counter()
+        shapes.append(tuple(batch["input_ids"].shape))  # (B, T): host metadata, no wait for the device
+        if keep is not None:
+            keep.append(batch)
+        return cross_entropy_objective(m, batch)
+
     settings = LoopSettings(max_steps=steps, learning_rate=lr, weight_decay=weight_decay,
                             desc=f"train (pipeline loop, {precision})")
     config = model.config
-    train(model, _recording(loader, shapes), None, cross_entropy_objective, settings,
-          make_accelerator(precision, cpu=device == "cpu"), [clock])
-    out = _window_rate(clock.marks, _timed_skip(steps))
-    out["gflops_per_s"] = _window_gflops(config, shapes, _timed_skip(steps), steps, out["timed_seconds"])
-    return out
+    result = train(model, loader, None, timed_objective, settings, accelerator)
+    sync(accelerator.device)
+    seconds = time.perf_counter() - window["t0"]
+    return {"samples_per_s": sum(b for b, _ in shapes[skip:steps]) / seconds, "timed_steps": steps - skip,
+            "timed_seconds": seconds, "gflops_per_s": _window_gflops(config, shapes, skip, steps, seconds),
+            "phases_s": result.phases, "device": str(next(model.parameters()).device)}
 
 
 def _trainer_rate(model, dataset, tokenizer, steps: int, batch_size: int, lr: float, weight_decay: float,
@@ -92,6 +87,8 @@ def _trainer_rate(model, dataset, tokenizer, steps: int, batch_size: int, lr: fl
     learning rate, weight decay and plain AdamW as the pipeline uses, a step budget, no saving, no reports."""
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from .measure import sync
 
     shapes: list[tuple[int, int]] = []
     pad = DataCollatorWithPadding(tokenizer)  # Trainer's default collator for a tokenizer
@@ -102,9 +99,12 @@ def _trainer_rate(model, dataset, tokenizer, steps: int, batch_size: int, lr: fl
         return batch
 
     marks: list[float] = []
+    skip = _timed_skip(steps)
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in (skip, steps):  # the window's ends: wait for the device's queued work
+                sync(args.device)
             marks.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as out:
@@ -113,17 +113,21 @@ def _trainer_rate(model, dataset, tokenizer, steps: int, batch_size: int, lr: fl
             weight_decay=weight_decay, optim="adamw_torch", seed=seed, save_strategy="no", report_to="none",
             use_cpu=device == "cpu", disable_tqdm=True,
         )
+        if args.n_gpu > 1:
+            # One GPU, as the pipeline's loop: with several, Trainer would wrap the model in DataParallel and
+            # multiply the batch by their number.
+            args._n_gpu = 1
         trainer = Trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                           data_collator=counting_collator, callbacks=[Clock()])
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
         trainer.train()
-    skip = _timed_skip(steps)
     seconds = marks[-1] - marks[skip - 1]
     return {"samples_per_s": sum(b for b, _ in shapes[skip:steps]) / seconds, "timed_steps": len(marks) - skip,
             "timed_seconds": seconds, "gflops_per_s": _window_gflops(model.config, shapes, skip, steps, seconds),
-            "mixed_precision": "no", "trainer_args": {"optim": "adamw_torch", "train_sampling_strategy":
-                                                      args.train_sampling_strategy, "collator": "DataCollatorWithPadding"}}
+            "mixed_precision": "no", "device": str(next(model.parameters()).device),
+            "trainer_args": {"optim": "adamw_torch", "train_sampling_strategy": args.train_sampling_strategy,
+                             "collator": "DataCollatorWithPadding", "train_batch_size": args.train_batch_size}}
 
 
 def training_throughput(run_dir: Path, cfg, splits, tokenizer, settings: BenchSettings,
@@ -133,7 +137,8 @@ def training_throughput(run_dir: Path, cfg, splits, tokenizer, settings: BenchSe
 
     Args:
         cfg: the run's ``RunConfig`` (seed, learning rate, weight decay, max_length, batching, mixed precision).
-        peak_gflops: the machine's matmul rate per precision (``{"fp32": ..., "bf16": ...}``), for the share of peak.
+        peak_gflops: the training device's matmul rate per precision (``{"fp32", "bf16", "fp16"}``, as
+            ``measure.matmul_peaks`` gives them), for the share of peak.
         splits: the run's ``data.Splits``; only ``train`` is used.
         start: called with a message as each method starts (the bench's stage bar).
 
@@ -157,8 +162,11 @@ def training_throughput(run_dir: Path, cfg, splits, tokenizer, settings: BenchSe
         set_seed(seed)
         return load_trained(model_dir(run_dir, "teacher"), attentions=True)
 
-    pipeline_dl = make_loader(ds, tokenizer, bs, shuffle=True, seed=seed, group_by_length=cfg.data.group_by_length)
-    fixed_dl = make_loader(ds, tokenizer, bs, shuffle=True, seed=seed, group_by_length=False, pad_to=max_length)
+    # The pipeline's loaders as it makes them on this device (on a GPU: collated ahead in workers, pinned memory).
+    pipeline_dl = make_loader(ds, tokenizer, bs, shuffle=True, seed=seed, group_by_length=cfg.data.group_by_length,
+                              device_type=settings.device)
+    fixed_dl = make_loader(ds, tokenizer, bs, shuffle=True, seed=seed, group_by_length=False, pad_to=max_length,
+                           device_type=settings.device)
     random_dl = make_loader(ds, tokenizer, bs, shuffle=True, seed=seed, group_by_length=False)  # as Trainer batches
     out: dict[str, Any] = {
         "model": "teacher", "steps": steps, "timed_steps": steps - _timed_skip(steps),
@@ -168,17 +176,17 @@ def training_throughput(run_dir: Path, cfg, splits, tokenizer, settings: BenchSe
                                "trainer": padding_efficiency(random_dl)},
     }
     precision = resolve_mixed_precision(cfg.train.mixed_precision, cpu=settings.device == "cpu")
-    peaks = {"no": peak_gflops.get("fp32"), "bf16": peak_gflops.get("bf16")}
+    peaks = {"no": peak_gflops.get("fp32"), "bf16": peak_gflops.get("bf16"), "fp16": peak_gflops.get("fp16")}
     methods: dict[str, dict[str, Any]] = {}
     start(f"training: pipeline ({precision})")
-    methods["pipeline"] = {**_pipeline_rate(fresh_teacher(), pipeline_dl, steps, lr, wd, settings.device, precision),
+    methods["pipeline"] = {**pipeline_rate(fresh_teacher(), pipeline_dl, steps, lr, wd, settings.device, precision),
                            "mixed_precision": precision}
     if precision != "no":
         start("training: pipeline (fp32)")
-        methods["pipeline_fp32"] = {**_pipeline_rate(fresh_teacher(), pipeline_dl, steps, lr, wd, settings.device),
+        methods["pipeline_fp32"] = {**pipeline_rate(fresh_teacher(), pipeline_dl, steps, lr, wd, settings.device),
                                     "mixed_precision": "no"}
     start("training: fixed padding")
-    methods["fixed_padding"] = {**_pipeline_rate(fresh_teacher(), fixed_dl, steps, lr, wd, settings.device, precision),
+    methods["fixed_padding"] = {**pipeline_rate(fresh_teacher(), fixed_dl, steps, lr, wd, settings.device, precision),
                                 "mixed_precision": precision}
     start("training: Trainer")
     trainer = _trainer_rate(fresh_teacher(), ds, tokenizer, steps, bs, lr, wd, seed, settings.device)
@@ -186,7 +194,12 @@ def training_throughput(run_dir: Path, cfg, splits, tokenizer, settings: BenchSe
     for m in methods.values():
         peak = peaks.get(m["mixed_precision"])
         m["peak_share"] = m["gflops_per_s"] / peak if peak else None
+    devices = sorted({m["device"] for m in methods.values()})
+    if len(devices) > 1 or trainer["trainer_args"]["train_batch_size"] != bs:
+        raise RuntimeError(f"The training comparison ran on {devices} at Trainer batch "
+                           f"{trainer['trainer_args']['train_batch_size']} (pipeline {bs}): its figures would not compare")
     out.update({
+        "device": devices[0], "device_name": _device_name(devices[0]),
         "mixed_precision": precision, "methods": methods, "peak_gflops": peak_gflops,
         "pipeline_samples_per_s": methods["pipeline"]["samples_per_s"],
         "fixed_padding_samples_per_s": methods["fixed_padding"]["samples_per_s"],
@@ -196,3 +209,11 @@ def training_throughput(run_dir: Path, cfg, splits, tokenizer, settings: BenchSe
     out["pipeline_vs_fixed_padding"] = out["pipeline_samples_per_s"] / out["fixed_padding_samples_per_s"]
     out["pipeline_vs_trainer"] = out["pipeline_samples_per_s"] / out["trainer_samples_per_s"]
     return out
+
+
+def _device_name(device: str) -> str:
+    """``cpu``, or ``cuda:0 (NVIDIA H200)``."""
+    import torch
+
+    d = torch.device(device)
+    return f"{device} ({torch.cuda.get_device_name(d)})" if d.type == "cuda" else device

@@ -62,7 +62,8 @@ FP32_TOLERANCE = 1e-3
 
 
 class OnnxClassifier(Classifier):
-    """A classifier exported to ONNX, run by ONNX Runtime on the CPU; the interface of ``TextClassifier``."""
+    """A classifier exported to ONNX, run by ONNX Runtime (on the CPU unless given other execution providers);
+    the interface of ``TextClassifier``."""
 
     def __init__(self, session, tokenizer, config, max_length: int, name: str, backend: str,
                  meta: dict[str, Any] | None = None, path: Path | None = None):
@@ -79,13 +80,14 @@ class OnnxClassifier(Classifier):
 
     @classmethod
     def load(cls, folder: str | Path, int8: bool = False, max_length: int | None = None, threads: int | None = None,
-             spinning: bool = True) -> "OnnxClassifier":
+             spinning: bool = True, providers: list | None = None) -> "OnnxClassifier":
         """Load an export folder (``<model>/onnx``): its fp32 graph, or the int8 one with ``int8``.
 
         Args:
             threads: ONNX Runtime intra-op threads (default: one per core, as torch).
             spinning: let idle worker threads spin for a while before sleeping (lower latency; burns CPU that a
                 PyTorch model timed right after would miss, so the bench times each backend in its own block).
+            providers: ONNX Runtime execution providers, in order of preference (default: the CPU's only).
         """
         from transformers import AutoConfig, AutoTokenizer
 
@@ -104,7 +106,7 @@ class OnnxClassifier(Classifier):
         max_length = min(int(max_length), config_value(config, "positions") or int(max_length))  # LSTM: no limit
         meta = read_json(folder / ONNX_EXPORT_FILE) if (folder / ONNX_EXPORT_FILE).is_file() else {}
         name = str(meta.get("model") or folder.parent.name)
-        clf = cls(make_session(path, threads, spinning), tokenizer, config, max_length, name,
+        clf = cls(make_session(path, threads, spinning, providers), tokenizer, config, max_length, name,
                   "onnx-int8" if int8 else "onnx", meta, path)
         # The model's config.json (copied at export) says how its run cut long texts; older ones: at the head.
         clf.truncation = str(getattr(config, "distill_truncation", None) or clf.truncation)
@@ -129,8 +131,9 @@ class OnnxClassifier(Classifier):
         return logits
 
 
-def make_session(path: Path, threads: int | None = None, spinning: bool = True):
-    """An ONNX Runtime CPU session with every graph optimisation on (fusions of LayerNorm, GELU, MatMul + bias).
+def make_session(path: Path, threads: int | None = None, spinning: bool = True, providers: list | None = None):
+    """An ONNX Runtime session with every graph optimisation on (fusions of LayerNorm, GELU, MatMul + bias), on the
+    CPU unless ``providers`` names others (``session.get_providers()`` says which ones it got).
 
     ``threads``: intra-op threads (default one per core); one inter-op thread, as the graph is a chain.
     """
@@ -144,7 +147,7 @@ def make_session(path: Path, threads: int | None = None, spinning: bool = True):
     so.log_severity_level = 3  # errors only: its warnings about unused initializers are noise here
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     try:
-        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own types for unreadable or invalid graphs
         raise ModelError(f"{path} could not be loaded by ONNX Runtime ({str(e).splitlines()[0][:200]}); export it "
                          "again with `python -m distill_core export RUN --format onnx`") from e
