@@ -30,8 +30,10 @@ TABLE_FORMATS = {
     "Macro-F1": st.column_config.NumberColumn(format="%.3f"),
     "Throughput (texts/s)": st.column_config.NumberColumn(format="%.0f"),
     "Peak memory (MB)": st.column_config.NumberColumn(format="%.0f",
-                                                      help="Peak resident memory of a fresh process that loads the model "
-                                                           "and classifies one batch (Python and torch included)"),
+                                                      help="Peak memory of a fresh process that loads the model and "
+                                                           "classifies one batch, on the model's device ('Peak memory of' "
+                                                           "says which): resident memory on the CPU (Python and torch "
+                                                           "included), memory held by torch's tensors on a GPU"),
     "Load time (s)": st.column_config.NumberColumn(format="%.2f", help="From disk in a fresh process (warm file cache)"),
     "Size (MB)": st.column_config.NumberColumn(format="%.1f", help="safetensors file; int8: its saved state dict; "
                                                                  "ONNX: the .onnx file"),

@@ -21,7 +21,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..bench.report import PAIRS, latency_p50, speedup
+from ..bench.report import PAIRS, latency_p50, peak_memory, speedup
 from ..config import MODEL_COLORS
 
 LENGTHS = {"median_len": "median length", "max_len": "max length"}
@@ -74,6 +74,7 @@ def summary_table(bench: dict[str, Any]) -> pd.DataFrame:
             "key": key,
             "Model": _title(key, m),
             "Runtime": m.get("runtime", "PyTorch"),
+            "Device": m.get("device", "cpu"),
             "Parameters": m.get("parameters"),
             "Size (MB)": m["size_bytes"] / 2**20 if m.get("size_bytes") else None,
             f"p50 ms @{med} tok": latency_p50(m, "median_len"),
@@ -84,7 +85,8 @@ def summary_table(bench: dict[str, Any]) -> pd.DataFrame:
             "Speed-up vs teacher (max length)": speedup(bench, "teacher", key, "max_len"),
             "Throughput (texts/s)": m.get("throughput_texts_per_s"),
             "Load time (s)": m.get("load_time_s"),
-            "Peak memory (MB)": m.get("peak_rss_mb"),
+            "Peak memory (MB)": peak_memory(m),  # on the model's device: GPU memory for a GPU row
+            "Peak memory of": m.get("peak_memory_kind") or ("process peak resident memory" if m.get("peak_rss_mb") else None),
             "Test accuracy": m.get("accuracy"),
             "Macro-F1": m.get("macro_f1"),
             "GFLOP/s (max length)": _get(m, "gflops_per_s", "max_len"),
@@ -306,10 +308,12 @@ def compute_figure(bench: dict[str, Any]) -> go.Figure:
                              marker_color=[COLORS.get(k, "#555") for k, _ in models],
                              text=[f"{v:.0f}" if v else "" for v in y], textposition="outside",
                              hovertemplate="%{x}<br>%{y:.1f} GFLOP/s<extra>" + label + "</extra>"))
-    peak = _get(bench, "machine", "matmul_gflops")
+    gpu = _get(bench, "machine", "gpu", "matmul_gflops")  # a GPU bench: its fp32 models ran there
+    peak = gpu or _get(bench, "machine", "matmul_gflops")
     if peak:
+        where = "the GPU" if gpu else "this machine"
         fig.add_hline(y=peak, line=dict(color="#c0392b", dash="dash"),
-                      annotation_text=f"fp32 matmul on this machine: {peak:.0f} GFLOP/s", annotation_position="top left")
+                      annotation_text=f"fp32 matmul on {where}: {peak:.0f} GFLOP/s", annotation_position="top left")
     fig.update_layout(barmode="group", title="Achieved compute (int8 counted as the same operations)",
                       yaxis_title="GFLOP/s", height=400, margin=MARGIN, legend=dict(orientation="h", y=-0.2))
     return fig
