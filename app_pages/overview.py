@@ -12,6 +12,7 @@ from distill_core import app
 from distill_core.config import MODEL_KINDS, MODEL_TITLES, ShipConfig
 from distill_core.errors import RunError
 from distill_core.evidence.checks import ship_checks
+from distill_core.fingerprints import Standing, standing
 from distill_core.views import evidence as ev
 from distill_core.views import overview as ov
 
@@ -175,8 +176,9 @@ def evidence_ui(run) -> None:
                                     if c not in ("Model", "Seed")})
 
 
-def ship_ui(run, bench: dict | None) -> None:
-    """The user's own release criteria; the same as `python -m distill_core check RUN`."""
+def ship_ui(run, stand: Standing) -> None:
+    """The user's own release criteria; the same as `python -m distill_core check RUN`, on the same footing: none
+    while the run is damaged or its figures come from other weights than those on disk (``fingerprints.standing``)."""
     st.subheader("Ready to ship?")
     d = ShipConfig()
     cols = st.columns(4)
@@ -188,7 +190,13 @@ def ship_ui(run, bench: dict | None) -> None:
         max_int8_drop=cols[3].number_input("Max accuracy lost to int8 (points)", 0.0, 100.0, d.max_int8_drop, 0.1,
                                            key="ship_max_int8_drop"),
     )
-    checks = ship_checks(run.results, bench, thresholds)
+    if not stand.ok:
+        for problem in stand.problems:
+            st.error(f"**Not checked:** {problem}.", icon=":material/block:")
+        return
+    checks = ship_checks(stand.results, stand.bench, thresholds)
+    for note in stand.notes:
+        st.info(note, icon=":material/history:")
     for c in checks:
         icon, show = {True: (":material/check_circle:", st.success), False: (":material/cancel:", st.error),
                       None: (":material/help:", st.info)}[c.passed]
@@ -226,13 +234,16 @@ def main() -> None:
             bench = app.bench(run.path)
         except RunError as e:
             st.warning(f"bench.json is unreadable, speed columns left out: {e}")
+        stand = standing(run.path, run)
+        for problem in stand.problems:  # figures that may not be the models' own: said first, plainly
+            st.warning(problem, icon=":material/history:")
         with app.friendly_errors("Results"):
             table_ui(run, bench)
             imbalanced = ov.headline_of(run.results) == "macro_f1"
             if imbalanced:  # the rare classes are the story: show them before the evidence
                 per_class_ui(run)
             evidence_ui(run)
-            ship_ui(run, bench)
+            ship_ui(run, stand)
             if not imbalanced:
                 per_class_ui(run)
     config_ui(run)

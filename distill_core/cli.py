@@ -112,11 +112,14 @@ def cmd_train(args) -> int:
 
     cfg = config_from_args(args).validate()
     if args.unless_complete:
-        done = [r for r in list_runs(cfg.runs_root()) if r.status == "complete"
-                and r.config.get("preset") == cfg.preset and r.config.get("data", {}).get("dataset") == cfg.data.dataset
-                and set(cfg.train.models) <= set(r.models)]
-        if done:
-            logger.info("A complete %s run on %s exists (%s); not training again.", cfg.preset, cfg.data.dataset, done[0].run_id)
+        from .fingerprints import complete_run_like
+
+        done, skipped = complete_run_like(cfg, list_runs(cfg.runs_root()))
+        for why in skipped:
+            logger.info("Not counted as done: %s", why)
+        if done is not None:
+            logger.info("A complete %s run on %s with these settings exists (%s); not training again.", cfg.preset,
+                        cfg.data.dataset, done.run_id)
             return 0
     # `kill` (SIGTERM) ends training the way Ctrl-C does, so the run is marked failed, not left "running".
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -233,17 +236,24 @@ CHECK_FAILED = 3  # `check`'s exit code when a check fails or is not measured (2
 
 
 def cmd_check(args) -> int:
-    from .bench.report import load_bench
     from .evidence.checks import format_checks, ship_checks
     from .files import read_json
+    from .fingerprints import standing
     from .runs import RESULTS_FILE, check_results, resolve_run
 
     thresholds = ship_config_from_args(args)
     run_dir = resolve_run(args.run, _root(args))
     results = check_results(read_json(run_dir / RESULTS_FILE))
-    checks = ship_checks(results, load_bench(run_dir), thresholds, args.model)
+    stand = standing(run_dir)  # the run complete and undamaged, its figures from the weights on disk now
     say(f"{run_dir.name}: the {args.model} against your thresholds")
+    if not stand.ok:
+        say("\n".join(f"not checked   {p}" for p in stand.problems))
+        say("\nNot ready: the checks cannot stand on this run's files until the above is fixed.")
+        return CHECK_FAILED
+    checks = ship_checks(results, stand.bench, thresholds, args.model)
     say(format_checks(checks))
+    for note in stand.notes:  # bench.json left out: its checks say "not measured"
+        say(f"note          {note}")
     if (results.get("verdict") or {}).get("text"):
         say(f"\n{results['verdict']['text']}")
     ok = all(c.passed for c in checks)
@@ -258,9 +268,13 @@ def cmd_serve(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from .fingerprints import require_complete
     from .ship.onnx_export import run_command
 
-    return run_command(args)
+    run_dir = resolve_run(args.run, _root(args))
+    with job_lock(run_dir, "export"):
+        require_complete(run_dir, f"export the {args.model} of {run_dir.name}")
+        return run_command(args)
 
 
 def cmd_loadtest(args) -> int:

@@ -14,6 +14,7 @@ from conftest import train_args
 from distill_core.cli import CHECK_FAILED, main
 from distill_core.config import ShipConfig
 from distill_core.evidence.checks import ship_checks
+from distill_core.fingerprints import BENCH_KINDS, record
 from distill_core.evidence.verdict import compare, fidelity, macro_f1_batch, mcnemar, verdict
 from distill_core.train.losses import IGNORE_INDEX, kd_loss
 
@@ -145,7 +146,8 @@ def test_check_exit_codes(seeded_run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == CHECK_FAILED and "not measured" in out  # no bench yet: never a silent pass
     (run / "bench.json").write_text(json.dumps({"speedup": {"student_vs_teacher_median_len": 1.8},
-                                                "int8": {"accuracy_drop_points": 0.1}, "settings": {"median_tokens": 9}}))
+                                                "int8": {"accuracy_drop_points": 0.1}, "settings": {"median_tokens": 9},
+                                                "weights": record(run, BENCH_KINDS)}))  # measured on these weights
     assert main(["check", str(run), "--max-drop", "100", "--min-agreement", "0"]) == CHECK_FAILED
     assert "FAIL          Classes the model never finds" in capsys.readouterr().out  # the tiny random student
     # The same run with a student that finds every class and whose validation curve had flattened out passes.

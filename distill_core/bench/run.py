@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ..errors import RunError
 from ..ship.model_card import refresh_model_cards
 from ..files import check_writable, write_json_atomic
+from ..fingerprints import BENCH_KINDS, WEIGHTS_KEY, record
 from ..runs import (
     MODEL_WEIGHTS, bench_path, clear_progress, has_model, load_run, load_run_config, model_dir, onnx_dir, resolve_run,
     write_progress,
@@ -71,8 +72,11 @@ def run_bench(run: str | Path, settings: BenchSettings | None = None, root: Path
             progress(fraction, message)
 
     threads, engine = torch.get_num_threads(), torch.backends.quantized.engine
+    weights = record(run_dir, BENCH_KINDS)  # taken before measuring: the figures describe these weights
     try:
         bench = _bench(run_dir, info, settings, report_progress)
+        if settings.arch == "run":
+            bench[WEIGHTS_KEY] = weights
     finally:
         clear_progress(run_dir, JOB)
         # --threads and the int8 engine are process-wide torch settings: leave them as they were.

@@ -28,6 +28,7 @@ from ..errors import RunError
 from .verdict import collapse_sentence, collapsed_classes, compare, fidelity, headline_metric, seed_summary, verdict
 from ..train.models import describe, load_trained, num_parameters
 from ..files import check_writable, read_json, write_json_atomic
+from ..fingerprints import WEIGHTS_KEY, record
 from ..runs import (
     CONFIG_FILE,
     MODEL_CARD,
@@ -85,6 +86,7 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
     kinds = [k for k in MODEL_KINDS if has_model(run_dir, k)]
     if not kinds:
         raise RunError(f"No trained model in {run_dir}; train one with `python -m distill_core train`")
+    weights = record(run_dir, kinds)  # taken before loading: the figures describe these weights, no later ones
     splits = splits if splits is not None else run_splits(run_dir, saved)
     old = {}
     if (run_dir / RESULTS_FILE).exists():
@@ -147,6 +149,7 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
     results["collapsed_classes"] = {k: collapsed_classes(m["per_class"]) for k, m in results["models"].items()}
     results.update(_evidence(labels, pred_by_kind, len(names), seeds if seeds is not None else old.get("seeds"),
                              results["headline_metric"], training, results["collapsed_classes"]))
+    results[WEIGHTS_KEY] = weights
     write_json_atomic(run_dir / RESULTS_FILE, results)
     tmp = run_dir / f".{PREDICTIONS_FILE}.tmp"
     preds.to_parquet(tmp, index=False)

@@ -87,11 +87,16 @@ def run_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .onnx_export import load_classifier
+    from ..fingerprints import require_complete, standing
     from ..runs import resolve_run
 
     settings = settings_from_args(args)
     run_dir = resolve_run(args.run, Path(args.output_dir) if args.output_dir else None)
     about = service_info(run_dir, settings.model, settings.backend)
+    require_complete(run_dir, f"serve the {settings.model} of {run_dir.name}")  # not while it trains, nor damaged
+    for problem in standing(run_dir).problems:  # test figures of other weights are not the served model's
+        about.update(test_accuracy=None, test_macro_f1=None)
+        logger.warning("%s; /info leaves the test figures out until then.", problem)
     check_port(settings.host, settings.port)
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("Listening on %s: other machines can reach this server, and it has no authentication.",
