@@ -67,7 +67,10 @@ def attributions_ui(run, other: str, text: str, target: int | None) -> None:
                  help="1: both order the words the same way by evidence; 0: unrelated; −1: opposite.")
         b.metric(f"Top-{agr['k']} overlap", "n/a" if math.isnan(agr["top_k_overlap"]) else f"{agr['top_k_overlap']:.0%}",
                  help=f"Share of the {agr['k']} most important tokens (by |score|) that both models pick.")
-        c.metric("Tokens compared", agr["n_tokens"])
+        c.metric("Words compared" if agr["unit"] == "words" else "Tokens compared", agr["n_tokens"])
+        if agr["unit"] == "words":
+            st.caption("The two models split this text into different tokens, so each model's token scores are "
+                       "summed per word (lined up by character position) and the words are compared.")
         if t.target != s.target:
             st.caption(f"The two models explain different classes ({t.target_label} and {s.target_label}); pick one "
                        "class above to compare their reasons for the same class.")
@@ -84,7 +87,8 @@ def rollout_ui(run, other: str, text: str) -> None:
     rows = {"teacher": ev.rollout_scores(t_att.tokens, attention_rollout(t_att.attentions)),
             other: ev.rollout_scores(s_att.tokens, attention_rollout(s_att.attentions))}
     if t_att.tokens != s_att.tokens:
-        st.info("The two models tokenise this text differently, so their rollouts cannot be drawn token by token.")
+        st.info("The two models split this text into different tokens (their tokenizers differ), so their rollouts "
+                "have no common tokens to draw side by side. The attributions above compare them word by word.")
         return
     table = ev.rollout_table(t_att.tokens, rows)
     st.plotly_chart(ev.rollout_figure(table), width="stretch", key="exp_rollout")

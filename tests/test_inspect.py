@@ -229,9 +229,10 @@ def test_agreement_of_explanations(tiny_pair):
     flipped = at.Attribution(**{**a.__dict__, "scores": -a.scores})
     assert at.agreement(a, flipped)["spearman"] == pytest.approx(-1.0)
     assert at.agreement(a, flipped)["top_k_overlap"] == 1.0  # the same words matter, with opposite signs
-    other = at.Attribution(**{**a.__dict__, "tokens": a.tokens[:-1] + ["x"]})
-    with pytest.raises(InputError, match="tokenise this text differently"):
-        at.agreement(a, other)
+    other = at.Attribution(**{**a.__dict__, "tokens": a.tokens[:-1] + ["x"]})  # another tokenizer's pieces
+    assert at.agreement(a, other)["unit"] == "words"  # lined up by character offsets
+    with pytest.raises(InputError, match="different tokens"):  # unless one tokenizer gives no offsets
+        at.agreement(a, at.Attribution(**{**other.__dict__, "spans": None}))
     row = at.agreement_row(7, a, a, 1)
     assert row["row"] == 7 and row["student_agrees"] and row["true_label"] == "Sports"
 

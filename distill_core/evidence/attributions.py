@@ -28,6 +28,8 @@ every other session's forward passes.
 
 from __future__ import annotations
 
+import bisect
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from scipy.stats import spearmanr
 
 from ..errors import InputError
 from ..ship.inference import TextClassifier, softmax
+from ..train.truncation import token_spans
 
 N_STEPS = 32  # gradient evaluations along the path
 METHODS = ("adaptive", "gausslegendre")
@@ -65,6 +68,8 @@ class Attribution:
     n_steps: int
     n_truncated: int  # tokens cut to fit the model's max_length
     seconds: float
+    text: str = ""  # the text explained
+    spans: list[tuple[int, int] | None] | None = None  # (T,) each token's character span in ``text``; None: special
 
     @property
     def predicted(self) -> int:
@@ -169,7 +174,8 @@ def integrated_gradients(clf: TextClassifier, text: str, target: int | None = No
                        target=target, labels=list(clf.labels), probs=softmax(logits[0]), logit=logit,
                        baseline_logit=base_logit, delta=float(scores.sum() - (logit - base_logit)),
                        n_steps=int(n_steps), n_truncated=max(0, n_tokens - clf.max_length),
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, text=text,
+                       spans=token_spans(tok, text, clf.max_length, clf.truncation))
 
 
 # ----------------------------------------------------------------------------- comparing two explanations
@@ -181,20 +187,51 @@ def content_mask(tokens: Sequence[str]) -> np.ndarray:
 
 
 def agreement(a: Attribution, b: Attribution, k: int = TOP_K) -> dict[str, float]:
-    """How far two explanations of the same text agree, over the text's own tokens.
+    """How far two explanations of the same text agree, over the text's own tokens, or over its words when the two
+    models split it into different tokens (``unit``: each model's token scores summed per word by character offset).
 
-    ``spearman``: rank correlation of the signed token scores (1: same order of evidence; NaN under two
-    tokens). ``top_k_overlap``: the share of the ``k`` tokens with the largest ``|score|`` that both pick.
+    ``spearman``: rank correlation of the signed scores (1: same order of evidence; NaN under two tokens).
+    ``top_k_overlap``: the share of the ``k`` tokens (words) with the largest ``|score|`` that both pick.
+    ``n_tokens``: how many tokens (words) were compared.
 
     Raises:
-        InputError: the two models tokenise the text differently, so tokens cannot be paired.
+        InputError: different tokens and no character offsets to line them up (a slow tokenizer).
     """
-    if list(a.tokens) != list(b.tokens):
-        raise InputError("The two models tokenise this text differently, so their explanations cannot be "
-                         "compared token by token; compare models that share a tokenizer.")
-    keep = content_mask(a.tokens)
-    sa, sb = a.scores[keep], b.scores[keep]
-    n = int(keep.sum())
+    if list(a.tokens) == list(b.tokens):
+        keep = content_mask(a.tokens)
+        return {**_rank_agreement(a.scores[keep], b.scores[keep], k), "unit": "tokens"}
+    if a.spans is None or b.spans is None or a.text != b.text or len(a.spans) != len(a.tokens) \
+            or len(b.spans) != len(b.tokens):
+        raise InputError("The two models split this text into different tokens and one tokenizer gives no character "
+                         "offsets to line them up with, so their explanations cannot be compared here.")
+    # Different tokenizers: each model's token scores summed per word of the text (by character offsets), then the
+    # words both models read (a longer cut may drop some) compared.
+    wa, wb = word_scores(a), word_scores(b)
+    common = [w for w in wa if w in wb]
+    return {**_rank_agreement(np.array([wa[w] for w in common]), np.array([wb[w] for w in common]), k),
+            "unit": "words"}
+
+
+def word_scores(attr: Attribution) -> dict[tuple[int, int], float]:
+    """The text's words (character spans of whitespace-separated runs) with the sum of the scores of the tokens
+    that start in them; words the model did not read (cut by truncation) are left out."""
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", attr.text)]
+    starts = [w[0] for w in words]
+    out: dict[tuple[int, int], float] = {}
+    for span, score in zip(attr.spans, attr.scores):
+        if span is None:
+            continue  # a special token
+        s, e = span
+        while s < e and attr.text[s].isspace():  # byte-level BPE counts the space before a word as its own
+            s += 1
+        i = bisect.bisect_right(starts, s) - 1
+        if i >= 0 and s < words[i][1]:
+            out[words[i]] = out.get(words[i], 0.0) + float(score)
+    return out
+
+
+def _rank_agreement(sa: np.ndarray, sb: np.ndarray, k: int) -> dict[str, float]:
+    n = len(sa)
     rho = float("nan")
     if n >= 2 and np.ptp(sa) > 0 and np.ptp(sb) > 0:
         rho = float(spearmanr(sa, sb).statistic)

@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from datasets import DatasetDict
 from sklearn.metrics import classification_report, confusion_matrix
 from transformers import AutoTokenizer
 
-from ..train.batching import make_loader, tokenize_splits
+from ..train.batching import TestLoaders
 from .calibration import calibrate_run
 from ..ship.model_card import write_model_cards
 from ..config import MODEL_KINDS
@@ -27,6 +26,7 @@ from ..train.data import Splits, run_splits
 from ..errors import RunError
 from .verdict import collapse_sentence, collapsed_classes, compare, fidelity, headline_metric, seed_summary, verdict
 from ..train.models import describe, load_trained, num_parameters
+from ..devices import describe_device, place, scoring_device
 from ..files import check_writable, read_json, write_json_atomic
 from ..fingerprints import WEIGHTS_KEY, record
 from ..runs import (
@@ -64,13 +64,14 @@ def train_label_counts(saved: dict, splits: Splits) -> dict[str, int]:
 
 
 def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | None = None,
-                 seeds: dict[str, list[dict]] | None = None) -> dict:
+                 seeds: dict[str, list[dict]] | None = None, device: str | None = None) -> dict:
     """(Re)compute ``results.json`` and ``predictions.parquet`` from the saved models on the test split.
 
     Beside each model's metrics: each student's fidelity to the teacher (agreement, KL, JS, per class), paired
     comparisons with intervals (teacher vs each student, distilled vs baseline), the verdict on distillation,
     and, given ``seeds`` (per model, ``[{"seed", "accuracy", "macro_f1"}, ...]`` from a multi-seed run), their
-    spread. ``evaluate`` alone keeps the training times and seed figures already recorded.
+    spread. ``evaluate`` alone keeps the training times and seed figures already recorded. Each model is scored with
+    its own tokenizer (read from its folder), on ``devices.scoring_device(device)``.
 
     Every model the run set out to train is checked first (``runs.model_problem``): a missing or damaged
     folder is refused, naming the broken file, before anything is loaded or either file is touched.
@@ -94,9 +95,9 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
             old = read_json(run_dir / RESULTS_FILE)
         except RunError:
             old = {}
-    tokenizer = AutoTokenizer.from_pretrained(model_dir(run_dir, kinds[0]))
-    test = tokenize_splits(DatasetDict(test=splits.test), tokenizer, cfg.data.max_length, cfg.data.truncation)["test"]
-    loader = make_loader(test, tokenizer, cfg.train.eval_batch_size, shuffle=False)
+    device = scoring_device(device)
+    loaders = TestLoaders(splits.test, cfg.data.max_length, cfg.data.truncation, cfg.train.eval_batch_size,
+                          device_type=device.type)
     labels = np.asarray(list(splits.test["label"]))
     names = splits.label_names
     counts = train_label_counts(saved, splits)
@@ -108,10 +109,12 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
     for kind in kinds:
         try:
             model = load_trained(model_dir(run_dir, kind), attentions=False)
+            tokenizer = AutoTokenizer.from_pretrained(model_dir(run_dir, kind))  # each model reads its own tokens
         except Exception as e:  # a folder that looked whole but does not load: from_pretrained raises many types
             raise RunError(f"The {kind} model in {model_dir(run_dir, kind)} could not be loaded ({type(e).__name__}: "
                            f"{str(e).splitlines()[0][:200]}); its results were left as they were. Re-train it.") from e
-        lg, lb = predict_logits(model, loader, desc=f"test {kind}")
+        model, used = place(model, device)  # scored in fp32 wherever it runs: the figures do not depend on it
+        lg, lb = predict_logits(model, loaders.get(tokenizer), desc=f"test {kind} ({describe_device(used)})")
         assert (lb == labels).all(), "test loader order differs from the split order"
         probs = torch.softmax(torch.from_numpy(lg), -1).numpy()
         pred = probs.argmax(-1)
@@ -157,7 +160,7 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
     for kind, r in results["models"].items():
         logger.info("test %-8s accuracy %.4f  macro-F1 %.4f  params %.1fM", kind, r["accuracy"], r["macro_f1"],
                     r["parameters"] / 1e6)
-    calibrate_run(run_dir, splits)
+    calibrate_run(run_dir, splits, device=device)
     write_model_cards(run_dir, results)  # <model>/README.md, Hub-format, so a folder can be shared as it is  # calibration.json: each model's temperature, test ECE before and after
     return results
 

@@ -40,7 +40,7 @@ import numpy as np
 from ..console import say
 from .classifier import Classifier
 from ..config import MODEL_KINDS, runs_dir
-from ..errors import ConfigError, ModelError, RunError
+from ..errors import ConfigError, DistillError, ModelError, RunError
 from ..files import atomic_dir, read_json, write_json_atomic
 from ..runs import (
     MODEL_WEIGHTS, ONNX_EXPORT_FILE, ONNX_INT8_MODEL, ONNX_MODEL, PREDICTIONS_FILE, model_dir,
@@ -155,8 +155,9 @@ def make_session(path: Path, threads: int | None = None, spinning: bool = True, 
 
 
 def load_classifier(run_dir: Path, kind: str, backend: str = "torch", threads: int | None = None,
-                    spinning: bool = True):
-    """One model of a run, ready to classify, on ``backend``: ``torch``, ``onnx`` or ``onnx-int8``.
+                    spinning: bool = True, device: str | None = None):
+    """One model of a run, ready to classify, on ``backend``: ``torch`` (on ``devices.scoring_device(device)``),
+    ``onnx`` or ``onnx-int8`` (on the CPU).
 
     Problems the user can fix come back as one-line ``RunError``/``ModelError``: a missing or damaged model
     folder, a missing export, or an export older than the model's weights.
@@ -175,7 +176,9 @@ def load_classifier(run_dir: Path, kind: str, backend: str = "torch", threads: i
 
             torch.set_num_threads(int(threads))
         try:
-            return TextClassifier.load(model_dir(run_dir, kind))
+            return TextClassifier.load(model_dir(run_dir, kind), device=device)
+        except DistillError:
+            raise
         except Exception as e:  # noqa: BLE001 - from_pretrained raises many types for a folder that looked whole
             raise ModelError(f"The {kind} model of {Path(run_dir).name} could not be loaded ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:200]}); re-train it.") from e

@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from . import lstm
+from .shrink import shrink
 from ..config import PACKAGED_TEACHER
 from ..errors import ModelError
 
@@ -127,9 +128,10 @@ def load_teacher(name_or_path: str, label_names: list[str]) -> PreTrainedModel:
     return _load_classifier(AutoModelForSequenceClassification, name_or_path, label_names)
 
 
-def load_pretrained_student(name_or_path: str, label_names: list[str]) -> DistilBertForSequenceClassification:
-    """A pretrained DistilBERT (``distilbert-base-uncased`` or a path), with a fresh head."""
-    return _load_classifier(DistilBertForSequenceClassification, name_or_path, label_names)
+def load_pretrained_student(name_or_path: str, label_names: list[str]) -> PreTrainedModel:
+    """Any pretrained encoder that ``AutoModelForSequenceClassification`` loads (``distilbert-base-uncased``, a
+    MiniLM, TinyBERT, ELECTRA, RoBERTa, a path ...), with a fresh head. It keeps its own tokenizer."""
+    return _load_classifier(AutoModelForSequenceClassification, name_or_path, label_names)
 
 
 def default_layer_map(teacher_layers: int, student_layers: int | None = None) -> list[int]:
@@ -233,9 +235,12 @@ def build_student(model_cfg, label_names: list[str], texts=None, tokenizer=None,
     if model_cfg.student:
         return load_pretrained_student(model_cfg.student, label_names)
     pretrained = load_teacher(model_cfg.teacher, label_names)
-    student = build_student_from_teacher(pretrained, label_names, model_cfg.student_layers, model_cfg.layer_map)
-    del pretrained
-    return student
+    if pretrained.config.model_type == "bert":  # a DistilBERT, as DistilBERT itself was made
+        return build_student_from_teacher(pretrained, label_names, model_cfg.student_layers, model_cfg.layer_map)
+    # Another family: its own class with fewer layers (shrink.py)
+    layer_map = list(model_cfg.layer_map or default_layer_map(pretrained.config.num_hidden_layers,
+                                                              model_cfg.student_layers))
+    return shrink(pretrained, layer_map)
 
 
 @torch.no_grad()

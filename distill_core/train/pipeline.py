@@ -37,6 +37,7 @@ from ..evidence.verdict import headline_metric
 from .models import (
     apply_lora,
     build_student,
+    config_value,
     default_layer_map,
     describe,
     load_teacher,
@@ -62,7 +63,7 @@ from .loop import (
     cross_entropy_objective,
     kd_objective,
     make_accelerator,
-    predict_logits,
+    predict_logits_all,
     train,
     use_cpu,
 )
@@ -180,11 +181,18 @@ class _Run:
         """Tokenise the data once, write config.json, build the loaders and plan the optimizer steps."""
         cfg = self.cfg
         self.splits, self.tokenizer, transfer_texts = data.splits, data.tokenizer, data.transfer_texts
-        self.tok = tokenize_splits(self.splits, self.tokenizer, cfg.data.max_length, cfg.data.truncation)
-        # What the distilled student learns from: the labelled rows, plus the transfer texts (label hidden).
-        self.kd_train = (with_transfer(self.tok["train"], transfer_texts, self.tokenizer, cfg.data.max_length,
-                                       cfg.data.truncation)
-                         if transfer_texts else self.tok["train"])
+        # Each model reads the texts through its own tokenizer: a --student with another vocabulary gets its own copy
+        # of every split, row for row, so the teacher's soft targets pair with the student's inputs by row.
+        self.tokenizers = {k: data.tokenizer_for(k) for k in ("teacher", "student", "baseline")}
+        self.toks, self.kd_trains, done = {}, {}, {}
+        for kind, tokenizer in self.tokenizers.items():
+            if id(tokenizer) not in done:
+                tok = tokenize_splits(self.splits, tokenizer, cfg.data.max_length, cfg.data.truncation)
+                # What the distilled student learns from: the labelled rows, plus the transfer texts (label hidden).
+                done[id(tokenizer)] = (tok, with_transfer(tok["train"], transfer_texts, tokenizer, cfg.data.max_length,
+                                                          cfg.data.truncation) if transfer_texts else tok["train"])
+            self.toks[kind], self.kd_trains[kind] = done[id(tokenizer)]
+        self.tok, self.kd_train = self.toks["teacher"], self.kd_trains["teacher"]
         self.class_weights = class_weights_for(cfg, self.splits)
         self.accelerator = make_accelerator(cfg.train.mixed_precision, cfg.train.cpu)
         env = environment()
@@ -200,13 +208,14 @@ class _Run:
         if self.class_weights is not None:  # per class name, for the Overview
             self.meta["class_weights"] = dict(zip(self.splits.label_names, self.class_weights.tolist()))
         self.write_meta()
-        self.train_loader, self.val_loader = self.loader("train", True), self.loader("validation", False)
+        self.train_loader = self.loader("train", True)
         # Optimizer steps per epoch of each model's data (the distilled student's holds the hidden-label texts too),
         # as each process takes them once `accelerate launch` has sharded the batches.
         procs = self.accelerator.num_processes
         self.epoch_steps = {"teacher": math.ceil(len(self.train_loader) / procs),
                             "baseline": math.ceil(len(self.train_loader) / procs),
-                            "student": math.ceil(len(self.loader("train", True, self.kd_train)) / procs)}
+                            "student": math.ceil(len(self.loader("train", True, self.kd_trains["student"],
+                                                                 kind="student")) / procs)}
         self.steps_total = self._planned_steps(teacher_src is None)
         logger.info("\n%s", _summary(cfg, self.run_dir, self.splits, padding_efficiency(self.train_loader), env,
                                              teacher_src))
@@ -243,11 +252,13 @@ class _Run:
                                   for k in ("student", "baseline"))
         return s
 
-    def loader(self, split: str, train_order: bool, ds=None, seed: int | None = None):
+    def loader(self, split: str, train_order: bool, ds=None, seed: int | None = None, kind: str = "teacher"):
+        """Batches of ``split`` (or ``ds``) as ``kind`` reads them: its tokens, padded by its tokenizer."""
         t = self.cfg.train
-        return make_loader(ds if ds is not None else self.tok[split], self.tokenizer,
+        return make_loader(ds if ds is not None else self.toks[kind][split], self.tokenizers[kind],
                            t.batch_size if train_order else t.eval_batch_size, shuffle=train_order,
-                           seed=t.seed if seed is None else seed, group_by_length=self.cfg.data.group_by_length)
+                           seed=t.seed if seed is None else seed, group_by_length=self.cfg.data.group_by_length,
+                           device_type=self.accelerator.device.type)
 
     # ------------------------------------------------------------------ one model
 
@@ -272,7 +283,7 @@ class _Run:
         csv = [CsvCallback(self.run_dir, kind, tag)] if self.is_main else []
         acc = self.accelerator
         try:
-            res = train(model, train_dl, self.val_loader, objective, self.settings(kind), acc,
+            res = train(model, train_dl, self.loader("validation", False, kind=kind), objective, self.settings(kind), acc,
                         [*csv, ProgressCallback(self, kind)])
         finally:
             for cb in csv:
@@ -293,9 +304,10 @@ class _Run:
         logger.info("%s: %d steps in %.0f s (%.1f samples/s; %s)", tag, res.steps, res.elapsed_s, res.samples_per_s,
                     split)
         if first and self.is_main:
-            save_model(model, self.tokenizer, self.run_dir, kind, self.cfg.data.max_length, self.cfg.data.truncation)
+            save_model(model, self.tokenizers[kind], self.run_dir, kind, self.cfg.data.max_length,
+                       self.cfg.data.truncation)
         if len(self.cfg.train.all_seeds()) > 1 and kind != "teacher":
-            lg, lb = predict_logits(model, self.loader("test", False), acc.device, desc=f"test {tag}")
+            lg, lb = predict_logits_all(model, self.loader("test", False, kind=kind), acc, desc=f"test {tag}")
             self.seed_runs.setdefault(kind, []).append({"seed": seed, **accuracy_f1(lb, lg.argmax(-1))})
         acc.wait_for_everyone()
         acc.free_memory()
@@ -329,15 +341,17 @@ class _Run:
         cfg, kd = self.cfg, self.cfg.kd
         teacher = load_trained(model_dir(self.run_dir, "teacher"))
         teacher.to(self.accelerator.device).eval().requires_grad_(False)
-        if kd.hidden_weight > 0:
-            train_ds = self.kd_train
+        if kd.hidden_weight > 0:  # the live teacher reads the student's batches: one tokenizer (run_inputs checks)
+            train_ds = self.kd_trains["student"]
         else:
             # The teacher is frozen: its logits for the training set never change, so compute them once, in the
             # training's precision (soft targets; bf16 halves this pass on CPU). Test scores stay in fp32.
+            # Under `accelerate launch` the processes share this pass and each gets every row's logits.
             with self.accelerator.autocast():
-                lg, _ = predict_logits(teacher, self.loader("train", False, self.kd_train), self.accelerator.device,
-                                       desc="teacher logits")
-            train_ds = self.kd_train.add_column("teacher_logits", lg.tolist())
+                lg, _ = predict_logits_all(teacher, self.loader("train", False, self.kd_train), self.accelerator,
+                                           desc="teacher logits")
+            # Row i of the student's copy is the text of row i of the teacher's: the soft targets pair by row.
+            train_ds = self.kd_trains["student"].add_column("teacher_logits", lg.tolist())
         for seed in cfg.train.all_seeds():
             set_seed(seed)
             student = build_student(cfg.model, self.splits.label_names, **self.student_inputs(seed))
@@ -345,10 +359,10 @@ class _Run:
             # LSTM student has no layers to align (config.validate refuses --hidden-weight with it).
             layer_map = None if cfg.model.is_lstm() else (
                 getattr(student.config, "distill_layer_map", None) or cfg.model.layer_map
-                or default_layer_map(teacher.config.num_hidden_layers, student.config.n_layers))
+                or default_layer_map(teacher.config.num_hidden_layers, config_value(student.config, "layers")))
             objective = kd_objective(kd.temperature, kd.alpha, teacher, kd.hidden_weight, layer_map, kd.hard_weight,
                                      class_weights=self.class_weights)
-            self.fit("student", student, objective, self.loader("train", True, train_ds, seed), seed)
+            self.fit("student", student, objective, self.loader("train", True, train_ds, seed, kind="student"), seed)
 
     def student_inputs(self, seed: int) -> dict[str, Any]:
         """What ``build_student`` needs beyond the config: for the LSTM student, the labelled training texts and
@@ -363,7 +377,7 @@ class _Run:
             set_seed(seed)
             self.fit("baseline", build_student(self.cfg.model, self.splits.label_names, **self.student_inputs(seed)),
                      self.ce_objective(),
-                     self.loader("train", True, seed=seed), seed)
+                     self.loader("train", True, seed=seed, kind="baseline"), seed)
 
 
 def run_pipeline(cfg: RunConfig) -> Path:
@@ -397,7 +411,8 @@ def run_pipeline(cfg: RunConfig) -> Path:
             run.train_baseline()
         run.set_stage("evaluate")
         if run.is_main:
-            evaluate_run(run.run_dir, splits=run.splits, timings=run.timings, seeds=run.seed_runs or None)
+            evaluate_run(run.run_dir, splits=run.splits, timings=run.timings, seeds=run.seed_runs or None,
+                         device="cpu" if cfg.train.cpu else None)  # scored where it trained, in fp32
             set_status(run.run_dir, "complete", "done")
             clear_progress(run.run_dir, "train")
         run.accelerator.wait_for_everyone()  # every process returns a complete run

@@ -30,6 +30,7 @@ from ..config import RunConfig
 from .data import Splits, load_splits
 from ..errors import ConfigError, DataError, ModelError, RunError
 from ..files import atomic_dir
+from .batching import tokenizer_key
 from .losses import balanced_class_weights
 from .models import config_value, load_tokenizer, resolve_model_path, source_config
 from ..runs import STATUS_FILE, has_model, metrics_path, model_dir, resolve_run
@@ -131,6 +132,11 @@ def check_models(cfg: RunConfig, teacher_src: str | None = None) -> None:
             raise ConfigError(f"--max-length {cfg.data.max_length} is more than the {what} can read: it has "
                               f"{limit} positions. Use --max-length {min(limit, 128)} (or up to {limit}); "
                               "longer texts are truncated.")
+    s_cfg = dict(sources).get("student")
+    if cfg.kd.hidden_weight > 0 and s_cfg is not None and config_value(s_cfg, "hidden") != config_value(t_cfg, "hidden"):
+        raise ConfigError(f"--hidden-weight {cfg.kd.hidden_weight:g} compares hidden states, but the student's are "
+                          f"{config_value(s_cfg, 'hidden')} wide and the teacher's {config_value(t_cfg, 'hidden')}. "
+                          "Leave out --hidden-weight, or use a student as wide as the teacher (or one built from it).")
     layers = config_value(t_cfg, "layers")
     built = not cfg.model.student and not cfg.model.is_lstm() and {"student", "baseline"} & set(cfg.train.models)
     if built and cfg.model.student_layers and cfg.model.student_layers > layers:
@@ -147,8 +153,13 @@ class RunData:
     """What a run trains on, loaded and checked before its folder exists."""
 
     splits: Splits
-    tokenizer: Any
+    tokenizer: Any  # the teacher's
     transfer_texts: list[str]  # texts whose labels the students never see (few-labels setting)
+    student_tokenizer: Any = None  # a --student with another vocabulary brings its own; None: the teacher's
+
+    def tokenizer_for(self, kind: str):
+        """The tokenizer ``kind`` (teacher, student, baseline) reads the texts with."""
+        return self.tokenizer if kind == "teacher" or self.student_tokenizer is None else self.student_tokenizer
 
 
 def load_run_data(cfg: RunConfig, teacher_src: str | None) -> RunData:
@@ -176,7 +187,29 @@ def load_run_data(cfg: RunConfig, teacher_src: str | None) -> RunData:
         splits.notes.append(f"{len(splits.train)} labelled training rows (stratified, seed {cfg.train.seed}); "
                             f"{len(transfer_texts)} texts with hidden labels for the distilled student's soft targets")
     tokenizer = load_tokenizer(teacher_src or cfg.model.teacher)
-    return RunData(splits, tokenizer, transfer_texts)
+    return RunData(splits, tokenizer, transfer_texts, student_tokenizer(cfg, tokenizer))
+
+
+def student_tokenizer(cfg: RunConfig, teacher_tokenizer):
+    """A ``--student`` checkpoint's own tokenizer when it splits texts otherwise than the teacher's (another
+    vocabulary or family); None when the two agree, or the student is built from the teacher (it shares its
+    vocabulary).
+
+    Raises:
+        ConfigError: ``--hidden-weight`` with a student that reads other tokens (its hidden states cannot be paired
+            with the teacher's token by token).
+    """
+    if not cfg.model.student or cfg.model.is_lstm() or not {"student", "baseline"} & set(cfg.train.models):
+        return None
+    own = load_tokenizer(cfg.model.student)
+    if tokenizer_key(own) == tokenizer_key(teacher_tokenizer):
+        return None
+    if cfg.kd.hidden_weight > 0:
+        raise ConfigError(f"--hidden-weight {cfg.kd.hidden_weight:g} pairs the student's hidden states with the "
+                          f"teacher's token by token, but --student {cfg.model.student} splits texts into other tokens. "
+                          "Leave out --hidden-weight (the soft targets are paired per text and work with any "
+                          "tokenizer), or use a student with the teacher's tokenizer.")
+    return own
 
 
 def class_weights_for(cfg: RunConfig, splits: Splits) -> torch.Tensor | None:

@@ -194,29 +194,38 @@ class _Context:
         self.cfg, self.run_dir = cfg, run_dir
         teacher_dir = model_dir(run_dir, "teacher")
         data = load_run_data(cfg, str(teacher_dir))
-        self.splits, self.tokenizer = data.splits, data.tokenizer
+        # The cells' students read their own tokens (a --student with another vocabulary), the teacher its own; the
+        # teacher's soft targets pair with the students' rows by position.
+        self.splits, self.tokenizer = data.splits, data.tokenizer_for("student")
         self.tok = tokenize_splits(self.splits, self.tokenizer, cfg.data.max_length, cfg.data.truncation)
+        t_tokenizer = data.tokenizer
+        t_tok = self.tok if t_tokenizer is self.tokenizer else tokenize_splits(self.splits, t_tokenizer,
+                                                                               cfg.data.max_length, cfg.data.truncation)
         self.class_weights = class_weights_for(cfg, self.splits)  # the cells weigh classes as the run did
-        kd_train = (with_transfer(self.tok["train"], data.transfer_texts, self.tokenizer, cfg.data.max_length,
-                                  cfg.data.truncation)
-                    if data.transfer_texts else self.tok["train"])
+
+        def kd_rows(tok, tokenizer):  # the labelled rows, plus the texts with hidden labels
+            return (with_transfer(tok["train"], data.transfer_texts, tokenizer, cfg.data.max_length, cfg.data.truncation)
+                    if data.transfer_texts else tok["train"])
+
         self.accelerator = make_accelerator(cfg.train.mixed_precision, cfg.train.cpu)
         teacher = load_trained(teacher_dir, attentions=False).to(self.accelerator.device).eval()
         with self.accelerator.autocast():  # soft targets in the training's precision, as the run computes them
-            lg, _ = predict_logits(teacher, self.loader(kd_train, False), self.accelerator.device, desc="teacher logits")
-        self.kd_train = kd_train.add_column("teacher_logits", lg.tolist())
+            lg, _ = predict_logits(teacher, self.loader(kd_rows(t_tok, t_tokenizer), False, t_tokenizer),
+                                   self.accelerator.device, desc="teacher logits")
+        self.kd_train = kd_rows(self.tok, self.tokenizer).add_column("teacher_logits", lg.tolist())
         self.plain_train = self.tok["train"]
-        val_lg, self.val_labels = predict_logits(teacher, self.loader(self.tok["validation"], False),
+        val_lg, self.val_labels = predict_logits(teacher, self.loader(t_tok["validation"], False, t_tokenizer),
                                                  self.accelerator.device)
         self.teacher_val_pred = val_lg.argmax(-1)
         counts = self.splits.train_label_counts()
         self.metric = headline_metric([counts[n] for n in self.splits.label_names])
         del teacher
 
-    def loader(self, ds, shuffle: bool):
+    def loader(self, ds, shuffle: bool, tokenizer=None):
         t = self.cfg.train
-        return make_loader(ds, self.tokenizer, t.batch_size if shuffle else t.eval_batch_size, shuffle=shuffle,
-                           seed=t.seed, group_by_length=self.cfg.data.group_by_length)
+        return make_loader(ds, tokenizer or self.tokenizer, t.batch_size if shuffle else t.eval_batch_size, shuffle=shuffle,
+                           seed=t.seed, group_by_length=self.cfg.data.group_by_length,
+                           device_type=self.accelerator.device.type)
 
     def train_cell(self, temperature: float, alpha: float, epochs: float):
         """One cell: the run's student trained afresh with (T, alpha); alpha 0 is the baseline (no teacher)."""

@@ -101,3 +101,15 @@ def pad(ids: list[list[int]], pad_id: int, side: str = "right") -> dict[str, np.
         input_ids[row, span] = seq
         mask[row, span] = 1
     return {"input_ids": input_ids, "attention_mask": mask}
+
+
+def token_spans(tokenizer, text: str, max_length: int,
+                truncation: str = DEFAULT_TRUNCATION) -> list[tuple[int, int] | None] | None:
+    """(T,) the character span in ``text`` of each token ``encode`` gives it (None for special tokens): how two models
+    that split a text into different tokens are lined up. None for a tokenizer without offsets (a slow one)."""
+    if not getattr(tokenizer, "is_fast", False):
+        return None
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    before, after = special_tokens(tokenizer)
+    kept = cut(range(len(enc["input_ids"])), max_length - len(before) - len(after), truncation)
+    return [None] * len(before) + [tuple(enc["offset_mapping"][i]) for i in kept] + [None] * len(after)

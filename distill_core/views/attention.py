@@ -172,8 +172,9 @@ def aligned_teacher_layer(student_layer: int, mapping: Sequence[int] | None, tea
 def difference_matrix(a: AttentionView, b: AttentionView) -> np.ndarray:
     """(T', T') ``a - b`` for two views of the same text with the same tokens shown."""
     if a.tokens != b.tokens:
-        raise InputError("The two models tokenise this text differently (or show different tokens), so their "
-                         "attention cannot be subtracted cell by cell; use the same tokenizer for both.")
+        raise InputError("The two models split this text into different tokens (their tokenizers differ, or the "
+                         "tokens shown differ), so their attention maps have no common cells to subtract; compare the "
+                         "two maps side by side above.")
     return a.matrix - b.matrix
 
 
