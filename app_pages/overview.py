@@ -226,8 +226,7 @@ def main() -> None:
             st.info(f"Run `{run.run_id}` is still training (stage {run.stage}); its test results appear here "
                     "when it finishes. Follow it on **Training curves**.", icon=":material/hourglass_top:")
         else:
-            st.error(f"Run `{run.run_id}` has no readable results.json ({run.error or 'not evaluated'}). "
-                     f"Re-create it with `python -m distill_core evaluate {run.run_id}`.")
+            st.error(ov.missing_results_advice(run))
     else:
         bench = None
         try:

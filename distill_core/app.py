@@ -28,7 +28,7 @@ import streamlit as st
 from .evidence.attributions import N_STEPS, Attribution, integrated_gradients, sample_rows
 from .evidence.calibration import Progress, calibrate_run, read_calibration
 from .config import MODEL_TITLES, runs_dir
-from .errors import DistillError, RunError
+from .errors import DistillError, RunError, os_error_message
 from .ship.inference import AttentionResult, InputError, PoolingResult, Prediction, TextClassifier
 from .files import read_json
 from .runs import (
@@ -120,7 +120,8 @@ def friendly_errors(what: str) -> Iterator[None]:
     """Show an error in this block on the page instead of a traceback; the rest of the page still renders.
 
     The project's own errors (bad input, a broken run, a missing model) are the user's to fix: one line with
-    the fix. Anything else is a bug of ours: logged with its traceback and shown as an internal error, the
+    the fix; so is an OSError saying a path cannot be used (``errors.os_error_message``: permission, read-only,
+    full disk). Anything else is a bug of ours: logged with its traceback and shown as an internal error, the
     details folded away.
     """
     try:
@@ -128,6 +129,9 @@ def friendly_errors(what: str) -> Iterator[None]:
     except DistillError as e:
         st.error(f"**{what}:** {e}")
     except Exception as e:
+        if (line := os_error_message(e)) is not None:
+            st.error(f"**{what}:** {line}")
+            return
         logger.exception("Internal error in the dashboard (%s)", what)
         st.error(f"**{what}:** internal error in distill-lens ({type(e).__name__}). This is not a problem with "
                  "your input or your run; please report it with the details below.", icon=":material/bug_report:")

@@ -21,7 +21,6 @@ and exit code 2; anything else is a bug and is logged with its traceback (exit c
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import signal
 import sys
@@ -32,7 +31,7 @@ from .console import say
 from .locks import job_lock
 from .runs import resolve_run
 from .config import MODEL_KINDS, runs_dir
-from .errors import DistillError
+from .errors import DistillError, os_error_message
 from .flags import (BENCH_FLAGS, PRUNE_FLAGS, SHIP_FLAGS, SWEEP_FLAGS, TRAIN_FLAGS, TRAIN_GROUPS, add_flags, set_fields,
                     bench_settings_from_args, config_from_args, ship_config_from_args)
 from .presets import PRESET_SUMMARIES, PRESETS
@@ -229,9 +228,6 @@ def cmd_prune(args) -> int:
     return 0
 
 
-# The operating system's answers that mean "this path cannot be used as asked": the user's to fix, in one line.
-USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR, errno.ENOTDIR,
-                  errno.EEXIST}
 CHECK_FAILED = 3  # `check`'s exit code when a check fails or is not measured (2 is a usage error)
 
 
@@ -299,13 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", e)
         return 2
     except OSError as e:
-        if e.errno not in USER_OS_ERRORS:  # anything else is a bug of ours
+        line = os_error_message(e)
+        if line is None:  # anything else is a bug of ours
             logger.exception("Internal error in distill-lens (not a problem with your input); please report it "
                              "with this traceback:")
             return 1
-        where = f" {e.filename}" if e.filename else ""
-        logger.error("Cannot use%s: %s. Fix: check that it is the folder or file you meant, that it is writable, and "
-                     "that the disk has free space.", where, e.strerror or type(e).__name__)
+        logger.error("%s", line)
         return 2
     except KeyboardInterrupt:
         logger.error("Interrupted.")

@@ -3,6 +3,8 @@
     write_json_atomic(run_dir / "results.json", results)     # readers see the old file or the whole new one
     with atomic_dir(run_dir / "teacher") as tmp:             # a folder filled under a temporary name,
         model.save_pretrained(tmp)                           # renamed into place once whole
+    with atomic_file(out) as tmp: df.to_parquet(tmp)         # any writer, the same way
+    out = check_output_file(args.output, "--output")         # a file the user named: refused before any work
     log = CsvLog(path, ["step", "train_loss"]); log.write({"step": 1, "train_loss": 0.7}); log.close()
     d = read_json(path)                                      # RunError (never a JSONDecodeError) if missing or corrupt
 
@@ -20,10 +22,11 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from .errors import RunError
+from .errors import ConfigError, RunError
 
 
 # ----------------------------------------------------------------------------- written whole
@@ -45,6 +48,25 @@ def check_writable(folder: Path, what: str = "the run folder") -> None:
                        "(or free disk space) and run the command again; nothing was changed.") from e
 
 
+def check_output_file(path: Path, flag: str) -> Path:
+    """Refuse at once, before any work, a file the user named for output that could not be written: a folder in
+    its place, its folder missing, read-only or full. Returns the path, absolute.
+
+    Raises:
+        ConfigError: a folder in its place or a missing folder, naming the flag and the path.
+        RunError: its folder cannot take a new file (``check_writable``).
+    """
+    path = Path(path).expanduser().absolute()
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: that is a folder. Fix: give a file name, such as {path / 'out.json'}.")
+    if not path.parent.is_dir():
+        what = "is a file, not a folder" if path.parent.exists() else "does not exist"
+        raise ConfigError(f"{flag} {path}: {path.parent} {what}. Fix: give a path in an existing folder (or create "
+                          "the folder first).")
+    check_writable(path.parent, f"the folder of {flag}")
+    return path
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to ``path`` so that readers see either the old file or the whole new one."""
     path = Path(path)
@@ -60,6 +82,21 @@ def write_text_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """``with atomic_file(out) as tmp: df.to_parquet(tmp)``: written under a temporary name beside ``path``, renamed
+    over it once whole; on an error (or Ctrl-C) the temporary file is removed and ``path`` left as it was."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -16,6 +16,8 @@ and throughput (well-formed answers per second). The clients run on this machine
 take CPU from the server: read the figures as the whole machine's, not the server's alone.
 
 Only this machine is ever a target: the URL's host must be ``localhost``, an address in 127.0.0.0/8 or ``::1``.
+Its ``/info`` is read first: nothing listening, or a server that is not a distill-lens service (a 404, an HTML
+page), is one line saying so before any request is sent; so is a ``--json`` file that could not be written.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from urllib.parse import urlsplit
 
 from ..console import say
 from ..errors import ConfigError
+from ..files import check_output_file, write_json_atomic
 
 FAILED = 3  # the exit code when any request failed (2 is a usage error)
 HELP = """Load-test a server started with `python -m distill_core serve` on this machine.
@@ -45,6 +48,8 @@ answer is checked (status 200, one probability per class summing to 1, the label
 client count: p50/p95/p99 latency as the clients see it, throughput and errors (503s counted apart).
 
 Only this machine is ever a target: localhost, 127.0.0.0/8 or ::1."""
+START = ("start one with `python -m distill_core serve RUN` and give its address (http://127.0.0.1:8000 unless --port "
+         "said otherwise)")
 # What clients send without --run: news-like texts of varied length, from a few words to a paragraph.
 BUILTIN_TEXTS = [
     "Stocks rallied on Friday after the central bank held interest rates steady.",
@@ -117,6 +122,28 @@ def check_loopback(url: str) -> str:
 
 
 # ----------------------------------------------------------------------------- checking an answer
+
+
+def service_info(status: int, body: bytes, base: str) -> dict[str, Any]:
+    """The ``/info`` of a distill-lens service from its answer; ConfigError when ``base`` is not one, or not ready.
+
+    A distill-lens service answers 200 with a JSON object naming its ``labels`` and ``model``, or 503 with a JSON
+    ``error`` while its model loads (or after it failed to). Anything else (a 404, an HTML page, other JSON) is
+    some other server at that address.
+    """
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        doc = None
+    if status == 503 and isinstance(doc, dict) and isinstance(doc.get("error"), str):
+        raise ConfigError(f"The service at {base} is not ready: {doc['error']}. Fix: wait until {base}/health "
+                          "answers ready, then run the load test again.")
+    labels = doc.get("labels") if isinstance(doc, dict) else None
+    if (status == 200 and isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)
+            and isinstance(doc.get("model"), str)):
+        return doc
+    what = "not JSON" if doc is None else "JSON without the service's labels and model"
+    raise ConfigError(f"{base} is not a distill-lens service (GET /info answered {status}, {what}); {START}")
 
 
 def free_port() -> int:
@@ -237,13 +264,13 @@ async def _run(settings: LoadSettings, texts: list[str]) -> dict[str, Any]:
     async with httpx.AsyncClient(limits=limits, trust_env=False, follow_redirects=False) as client:
         try:
             r = await client.get(f"{base}/info", timeout=settings.timeout)
+        except httpx.ConnectError as e:
+            raise ConfigError(f"No server answers at {base} ({type(e).__name__}); {START}") from None
         except httpx.HTTPError as e:
-            raise ConfigError(f"No server answers at {base} ({type(e).__name__}); start one with "
-                              "`python -m distill_core serve RUN`") from None
-        if r.status_code != 200:
-            raise ConfigError(f"{base}/info answered {r.status_code}: the server is not ready (still loading?)")
-        info = r.json()
-        labels = list(info.get("labels") or [])
+            raise ConfigError(f"{base} is not a distill-lens service (it did not answer GET /info over HTTP: "
+                              f"{type(e).__name__}); {START}") from None
+        info = service_info(r.status_code, r.content, base)
+        labels = list(info["labels"])
         steps = []
         for n in settings.clients:
             try:  # one untimed request first: the connection and the server's first call warm
@@ -328,9 +355,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run_command(args: argparse.Namespace) -> int:
     settings = LoadSettings(url=args.url, clients=args.clients, requests=args.requests, time_limit=args.time_limit,
                             timeout=args.timeout).validate()
+    out = check_output_file(args.json, "--json") if args.json else None  # before the test, not after it
     texts = run_texts(args.run, Path(args.output_dir) if args.output_dir else None) if args.run else None
     report = run_load(settings, texts)
     say(format_report(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+    if out is not None:
+        write_json_atomic(out, report)
     return 0 if all(st["errors"] == 0 for st in report["steps"]) else FAILED

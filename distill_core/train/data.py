@@ -89,8 +89,9 @@ def resolve_dataset(cfg: DataConfig) -> str:
     """The path or hub name to hand to ``load_dataset``.
 
     An existing folder, or one .csv / .tsv / .json / .jsonl / .parquet file, is used as is. A name that looks like a path (it starts with ``.``, ``/`` or ``~``,
-    ends like a file such as ``.csv``, or has a separator and an existing parent folder, as ``data/mydata``)
-    is a path: when it is not there, a DataError says so at once instead of after a hub lookup. A short name
+    ends like a file such as ``.csv``, has more separators than a hub id's ``owner/name``, or starts with an
+    existing folder, as ``data/mydata``) is a path: when it is not there, a DataError says so at once instead of
+    after a hub lookup; and when ``a/b`` fails on the hub, the error says no folder ``a/b`` exists either. A short name
     (``ag_news``) is looked up in the data dir first, then mapped to its hub dataset (``fancyzhx/ag_news``);
     anything else is taken as a hub name.
     """
@@ -118,9 +119,12 @@ def _looks_like_path(name: str) -> bool:
     p = Path(name).expanduser()
     if name.startswith((".", "/", "~")) or p.suffix.lower() in PATH_SUFFIXES:
         return True
-    # "data/mydata" is a path when ./data exists; "fancyzhx/ag_news" stays a hub name (there is no ./fancyzhx).
-    has_separator = any(sep in name for sep in {"/", os.sep, os.altsep} - {None})
-    return has_separator and p.parent.is_dir()
+    parts = re.split("|".join(re.escape(s) for s in {"/", os.sep, os.altsep} - {None}), name)
+    if len(parts) == 1:
+        return False
+    # A hub id is owner/name: one separator, no empty part; "data/sub/mydata" and "mydata/" are paths. So is
+    # "data/mydata" when ./data exists; "fancyzhx/ag_news" stays a hub name (there is no ./fancyzhx).
+    return len(parts) > 2 or not all(parts) or Path(parts[0]).expanduser().is_dir()
 
 
 def _rows(n: int) -> str:

@@ -396,6 +396,13 @@ def load_raw(source: str, cfg: DataConfig) -> DatasetDict:
             known = _known_failure(e, source, {})
             if known:
                 raise known from e
+            if "/" in cfg.dataset:  # owner/name: a hub id, or a folder the user meant that is not there
+                raise DataError(
+                    f"Dataset {cfg.dataset!r} not found: there is no folder {Path(cfg.dataset).expanduser().resolve()}, "
+                    f"and as a hub dataset it could not be loaded ({_describe(_innermost_cause(e))}). Fix: pass an "
+                    "existing folder or data file (a relative path starts from the folder you run in), or a hub name "
+                    "such as fancyzhx/ag_news where the Hugging Face hub is reachable."
+                ) from e
             ddir = data_dir(cfg.data_dir)
             where = f"data dir {ddir}" if ddir else "no data dir set"
             raise DataError(

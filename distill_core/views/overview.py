@@ -14,7 +14,29 @@ from ..bench.report import latency_p50
 from ..config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, SHORT_TITLES
 from ..errors import RunError
 from ..evidence.verdict import imbalance_ratio
+from ..runs import RunInfo, expected_models, model_problem
 from .common import TOP_LEGEND, png_bytes
+
+
+def missing_results_advice(run: RunInfo) -> str:
+    """What to do about a run that has no readable results.json, one that works for this run.
+
+    ``evaluate`` recomputes the results only when every model the run set out to train is whole (it refuses a
+    damaged run), so it is advised only then. Otherwise: re-train the run, or, when its teacher is whole, train the
+    missing models beside it (``--models`` with ``--teacher-from``, which makes a new run).
+    """
+    head = f"Run `{run.run_id}` has no readable results.json ({run.error or 'not evaluated'})."
+    broken = {k: p for k in expected_models(run.config) if (p := model_problem(run.path, k))}
+    if not broken:
+        return f"{head} Its models are whole: re-create the results with `python -m distill_core evaluate {run.run_id}`."
+    retrain = ("re-train it with the `train` command it was started with (its settings are under *Run configuration* "
+               "below)")
+    head = f"{head} It cannot be evaluated: {'; '.join(broken.values())}."
+    if "teacher" in broken:
+        return f"{head} Fix: {retrain}."
+    return (f"{head} Fix: train the missing models beside its teacher, as a new run: `python -m distill_core train "
+            f"--dataset {run.dataset} --models {','.join(broken)} --teacher-from {run.run_id}` (plus the other flags "
+            f"it was trained with), or {retrain}.")
 
 
 def overview_table(results: dict, bench_data: dict | None = None, architectures: dict | None = None) -> pd.DataFrame:
