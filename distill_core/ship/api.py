@@ -21,10 +21,15 @@ How it behaves:
   project's 2-core machine a batch of 8 test texts cost the PyTorch student 17% less per text than 8 single calls,
   and the int8 ONNX student 45% more (padding), so merging would buy little throughput for the latency of waiting
   (``scripts/serving_figures.py`` measures it). Clients that want throughput send ``/predict/batch``.
+- One request never holds the workers for long: a batch runs ``CHUNK`` texts per model call, so other requests
+  take their turn between its chunks, and all its texts together may hold at most ``--max-request-chars``
+  characters (413 beyond). Work for a client that has closed its connection is dropped: a call not started yet
+  never runs, and a batch stops after the chunk running (``ship/workers.py``).
 - Bad input gets a 4xx whose JSON body says what to fix (``{"error": "...", "detail": [...]}``), never a 500:
   a missing or non-string text, an empty or whitespace-only one, one over ``--max-chars`` characters, a batch
-  over ``--max-batch`` texts, malformed JSON (422), or a body too large to be any of those (413). Texts longer
-  than the model's max length are truncated, and each answer says how many tokens were cut.
+  over ``--max-batch`` texts, malformed JSON (422), JSON nested too deeply or with a number too large to read
+  (422), or a body too large to be any of those (413). Texts longer than the model's max length are truncated,
+  and each answer says how many tokens were cut. The words of each error are in ``ship/api_errors.py``.
 - CORS is off unless ``--allow-origin`` names origins.
 """
 
@@ -33,18 +38,20 @@ How it behaves:
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 from ..config import MODEL_TITLES
 from ..errors import DistillError, InputError, RunError
+from .api_errors import BodyLimit, explain, unreadable_body
 from .serve_settings import ServeSettings
+from .workers import Busy, ClientGone, WorkerPool
 
 logger = logging.getLogger(__name__)
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 FASTAPI_UNREADABLE_BODY = "There was an error parsing the body"
+CHUNK = 8  # texts per model call of a batch: other requests take their turn between chunks
 
 
 # ----------------------------------------------------------------------------- what is served
@@ -82,45 +89,6 @@ def service_info(run_dir: Path, kind: str, backend: str) -> dict[str, Any]:
         key = "onnx_int8" if backend == "onnx-int8" else "onnx"
         info["backend_test_accuracy"] = (exported.get("verification") or {}).get(key, {}).get("accuracy")
     return info
-
-
-class Busy(Exception):
-    """Every worker is busy and the queue is full."""
-
-
-class WorkerPool:
-    """Runs model calls on ``workers`` threads, off the event loop, with at most ``queue`` more waiting.
-
-    ``pending`` (running + waiting) is only touched on the event loop's thread, so it needs no lock; a call is
-    counted until its thread finishes, even when the client that asked for it has gone.
-    """
-
-    def __init__(self, workers: int, queue: int):
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="model")
-        self.limit = workers + queue
-        self.pending = 0
-
-    async def run(self, fn: Callable[[], Any]) -> Any:
-        if self.pending >= self.limit:
-            raise Busy()
-        loop = asyncio.get_running_loop()
-        self.pending += 1
-        future = self._pool.submit(fn)
-        future.add_done_callback(lambda _: _call_soon(loop, self._release))
-        return await asyncio.wrap_future(future)
-
-    def _release(self) -> None:
-        self.pending -= 1
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
-    try:
-        loop.call_soon_threadsafe(fn)
-    except RuntimeError:  # the loop closed while the call ran (server shutting down)
-        pass
 
 
 def answer(classifier, texts: list[str]) -> tuple[list[dict[str, Any]], float]:
@@ -204,35 +172,41 @@ def create_app(about: dict[str, Any], settings: ServeSettings, classifier=None,
             raise HTTPException(503, "the model is still loading; retry in a moment", headers={"Retry-After": "1"})
         return clf
 
-    async def classify(texts: list[str]) -> tuple[list[dict[str, Any]], float, float]:
+    async def classify(request: Request, texts: list[str]) -> tuple[list[dict[str, Any]], float, float]:
+        """Answers for ``texts`` in chunks of ``CHUNK``, with the milliseconds computing and waiting for a worker."""
         clf = ready()
-        queued = time.perf_counter()
-        started: list[float] = []
-
-        def call():
-            started.append(time.perf_counter())
-            return answer(clf, texts)
-
+        chars = sum(len(t) for t in texts)
+        if chars > settings.max_request_chars:
+            raise HTTPException(413, f"the texts hold {chars} characters in all; this server takes at most "
+                                     f"{settings.max_request_chars} per request (--max-request-chars): send fewer or "
+                                     "shorter texts per request")
+        answers: list[dict[str, Any]] = []
+        ms = queue_ms = 0.0
         try:
-            answers, ms = await pool.run(call)
+            with pool.admit():
+                for i in range(0, len(texts), CHUNK):
+                    (part, part_ms), waited = await pool.call(lambda chunk=texts[i:i + CHUNK]: answer(clf, chunk),
+                                                              gone=request.is_disconnected)
+                    answers += part
+                    ms, queue_ms = ms + part_ms, queue_ms + waited
         except Busy:
             raise HTTPException(503, f"busy: {pool.pending} requests are running or waiting (at most "
                                      f"{pool.limit}); retry in a moment", headers={"Retry-After": "1"}) from None
-        return answers, ms, (started[0] - queued) * 1000.0
+        return answers, ms, queue_ms
 
     def served(ms: float, queue_ms: float) -> dict[str, Any]:
         return {"model": about["model"], "backend": about["backend"], "run": about["run"], "latency_ms": ms,
                 "queue_ms": max(0.0, queue_ms)}
 
     @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, summary="Classify one text")
-    async def predict(req: PredictRequest):
-        (one,), ms, queue_ms = await classify([req.text])
+    async def predict(req: PredictRequest, request: Request):
+        (one,), ms, queue_ms = await classify(request, [req.text])
         return {**one, **served(ms, queue_ms)}
 
     @app.post("/predict/batch", response_model=BatchResponse, responses=ERROR_RESPONSES,
               summary="Classify several texts")
-    async def predict_batch(req: BatchRequest):
-        answers, ms, queue_ms = await classify(list(req.texts))
+    async def predict_batch(req: BatchRequest, request: Request):
+        answers, ms, queue_ms = await classify(request, list(req.texts))
         return {"predictions": answers, **served(ms, queue_ms)}
 
     @app.get("/health", response_model=Health, responses={503: {"model": Health, "description": "loading or failed"}},
@@ -250,7 +224,8 @@ def create_app(about: dict[str, Any], settings: ServeSettings, classifier=None,
                                              "test_macro_f1", "backend_test_accuracy")},
                 "labels": list(clf.labels), "max_length": clf.max_length, "parameters": clf.num_parameters(),
                 "truncation": getattr(clf, "truncation", "head"),
-                "max_chars": settings.max_chars, "max_batch": settings.max_batch, "workers": settings.workers,
+                "max_chars": settings.max_chars, "max_batch": settings.max_batch,
+                "max_request_chars": settings.max_request_chars, "workers": settings.workers,
                 "queue": settings.queue}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -268,10 +243,17 @@ def create_app(about: dict[str, Any], settings: ServeSettings, classifier=None,
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        message = str(exc.detail)
-        if exc.status_code == 400 and message == FASTAPI_UNREADABLE_BODY:  # FastAPI's words for a body it cannot decode
-            message = 'the body could not be read as text (send JSON in UTF-8, such as {"text": "..."})'
-        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+        message, status = str(exc.detail), exc.status_code
+        if status == 400 and message == FASTAPI_UNREADABLE_BODY:  # FastAPI's words for any body it cannot parse
+            status, message = unreadable_body(exc.__cause__)
+        return JSONResponse({"error": message}, status_code=status, headers=exc.headers)
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone):
+        logger.info("Dropped %s %s: the client closed the connection before its answer", request.method,
+                    request.url.path)
+        # 499 (client closed request), as nginx logs it; nobody is left to read it.
+        return JSONResponse({"error": "the client closed the connection; the request was dropped"}, status_code=499)
 
     @app.exception_handler(InputError)
     async def bad_text(request: Request, exc: InputError):
@@ -299,98 +281,3 @@ async def _load_in_background(load: Callable[[], Any], state: dict[str, Any],
             on_load_error(state["error"])
         return
     logger.info("Model loaded in %.1f s; ready", time.perf_counter() - t0)
-
-
-def explain(errors: list[dict[str, Any]], settings: ServeSettings, content_type: str = "application/json") -> str:
-    """The first validation error as one sentence saying what to send instead."""
-    if not errors:
-        return "invalid request"
-    e = errors[0]
-    loc = [str(x) for x in e.get("loc", ()) if x != "body"]
-    kind, where = e.get("type", ""), ".".join(loc)
-    field_name = loc[0] if loc else ""
-    example = '{"texts": ["...", "..."]}' if field_name == "texts" else '{"text": "..."}'
-    value = e.get("input")
-    if kind == "json_invalid":
-        return f"the body is not valid JSON ({(e.get('ctx') or {}).get('error', 'decode error')}); send {example}"
-    if kind == "missing":
-        return f"'{where}' is missing; send {example}" if where else f"the body is empty; send {example}"
-    if kind in ("model_attributes_type", "dict_type"):
-        if "json" not in content_type.lower():
-            return f"send the body as JSON, with the header Content-Type: application/json (not {content_type or 'none'})"
-        return f"the body must be a JSON object such as {example}"
-    if kind == "string_unicode":
-        return f"'{where}' holds an unpaired UTF-16 surrogate (such as \\ud800); send valid Unicode"
-    if kind == "string_type":
-        return f"'{where}' must be a string, not {_json_type(value)}"
-    if kind == "list_type":
-        return f"'{where}' must be a list of strings, not {_json_type(value)}"
-    if kind in ("string_too_short", "string_pattern_mismatch"):
-        return f"'{where}' is empty or only whitespace; type some words to classify"
-    if kind == "string_too_long":
-        n = len(value) if isinstance(value, str) else "too many"
-        return (f"'{where}' has {n} characters; this server takes at most {settings.max_chars} per text "
-                "(the model reads only its first tokens; cut the text, or restart the server with a larger --max-chars)")
-    if kind == "too_long":
-        n = len(value) if isinstance(value, list) else "too many"
-        return f"'{where}' holds {n} texts; send at most {settings.max_batch} per request (--max-batch)"
-    if kind == "too_short":
-        return f"'{where}' is empty; send at least one text"
-    if kind == "value_error":
-        return f"'{where}': {str(e.get('msg', '')).removeprefix('Value error, ')}"
-    return f"'{where}': {e.get('msg', 'invalid')}"
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-class BodyLimit:
-    """ASGI middleware: a request body over ``max_bytes`` gets 413 before it is read whole into memory."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, int(max_bytes)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and not length.isdigit():
-            return await _send_json(send, 400, {"error": "the Content-Length header is not a number"})
-        if length is not None and int(length) > self.max_bytes:
-            return await _send_json(send, 413, {"error": f"the body has {int(length)} bytes; this server takes at "
-                                                         f"most {self.max_bytes}"})
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    from fastapi import HTTPException
-
-                    # Raised inside the app's body read: FastAPI passes an HTTPException through as the response.
-                    raise HTTPException(413, f"the body is over {self.max_bytes} bytes, more than any valid request")
-            return message
-
-        return await self.app(scope, limited_receive, send)
-
-
-async def _send_json(send, status: int, body: dict[str, Any]) -> None:
-    import json
-
-    data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})

@@ -87,6 +87,7 @@ class Info(BaseModel):
         description="test accuracy of the exported graph served (ONNX backends; from the export's verification)")
     max_chars: int
     max_batch: int
+    max_request_chars: int = Field(description="characters of all the texts of one request together")
     workers: int
     queue: int
 
@@ -100,5 +101,6 @@ RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying aga
 BUSY_RESPONSE = {"model": Error, "description": "busy (every worker and queue place taken) or still loading",
                  "headers": RETRY_AFTER}
 ERROR_RESPONSES = {400: {"model": Error, "description": "the body could not be read (not UTF-8 text)"},
-                   413: {"model": Error, "description": "body too large"},
+                   413: {"model": Error, "description": "body too large, or texts over the characters allowed per "
+                                                        "request (`max_request_chars` in /info)"},
                    422: {"model": Error, "description": "invalid input; `error` says what to fix"}, 503: BUSY_RESPONSE}

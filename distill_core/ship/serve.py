@@ -30,7 +30,9 @@ HELP = """Serve one model of a run over HTTP, on PyTorch or on its ONNX export.
   GET  /               a page to try it;  GET /docs  the API docs (/openapi.json the schema)
 
 Bad input gets a 4xx whose JSON "error" says what to fix. When every worker is busy and --queue requests wait,
-more get 503 with Retry-After. Texts longer than the model's max length are truncated; answers say by how much.
+more get 503 with Retry-After. A batch runs a few texts at a time, so single requests are not held up behind
+it, and work for a client that has closed its connection is dropped. Texts longer than the model's max length
+are truncated; answers say by how much.
 The ONNX backends need `python -m distill_core export RUN --format onnx [--int8]` first."""
 
 
@@ -47,6 +49,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=d.port, help=f"port ({d.port})")
     p.add_argument("--max-chars", type=int, default=d.max_chars, help=f"characters per text ({d.max_chars})")
     p.add_argument("--max-batch", type=int, default=d.max_batch, help=f"texts per batch request ({d.max_batch})")
+    p.add_argument("--max-request-chars", type=int, default=d.max_request_chars,
+                   help=f"characters of all the texts of one request together; more get 413 ({d.max_request_chars})")
     p.add_argument("--workers", type=int, default=d.workers, help=f"threads running the model ({d.workers})")
     p.add_argument("--queue", type=int, default=d.queue,
                    help=f"requests that may wait for a worker; more get 503 with Retry-After ({d.queue})")
@@ -61,7 +65,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     return ServeSettings(model=args.model, backend=args.backend, host=args.host, port=args.port, max_chars=args.max_chars,
-                         max_batch=args.max_batch, workers=args.workers, queue=args.queue,
+                         max_batch=args.max_batch, max_request_chars=args.max_request_chars, workers=args.workers,
+                         queue=args.queue,
                          allow_origins=list(args.allow_origins), threads=args.threads,
                          access_log=args.access_log).validate()
 

@@ -27,6 +27,7 @@ class ServeSettings:
     port: int = 8000
     max_chars: int = 20_000  # characters per text; the model reads the first max_length tokens anyway
     max_batch: int = 64  # texts per /predict/batch request
+    max_request_chars: int = 200_000  # characters of all the texts of one request together: bounds its work
     workers: int = 1  # threads running model calls
     queue: int = 32  # requests that may wait for a worker; more get 503
     allow_origins: list[str] = field(default_factory=list)  # CORS origins; none: CORS off
@@ -42,9 +43,13 @@ class ServeSettings:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port {self.port}: give 1-65535 (0 picks a free port)")
         for flag, value, lo, hi in (("--max-chars", self.max_chars, 1, 1_000_000), ("--max-batch", self.max_batch, 1, 4096),
+                                    ("--max-request-chars", self.max_request_chars, 1, 100_000_000),
                                     ("--workers", self.workers, 1, 64), ("--queue", self.queue, 0, 100_000)):
             if not lo <= value <= hi:
                 raise ConfigError(f"{flag} {value}: give {lo}-{hi}")
+        if self.max_request_chars < self.max_chars:
+            raise ConfigError(f"--max-request-chars {self.max_request_chars}: give at least --max-chars "
+                              f"({self.max_chars}), or one text of the largest size allowed could never be sent")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads {self.threads}: give 1 or more")
         for origin in self.allow_origins:
@@ -67,4 +72,5 @@ class ServeSettings:
     @property
     def max_body_bytes(self) -> int:
         """The largest body that can hold a valid batch: 12 bytes per character covers JSON's worst escaping."""
-        return self.max_batch * (12 * self.max_chars + 16) + 4096
+        chars = min(self.max_batch * self.max_chars, self.max_request_chars)
+        return 12 * chars + 16 * self.max_batch + 4096
