@@ -269,7 +269,9 @@ def classify_batch(run_dir: Path, kinds: Sequence[str], texts: Sequence[str]) ->
         raise InputError("No text to classify.")
     if len(texts) > MAX_BATCH_TEXTS:
         raise InputError(f"{len(texts)} texts: the dashboard classifies at most {MAX_BATCH_TEXTS} at once; "
-                         f"use `python -m distill_core evaluate` for a whole dataset.")
+                         f"classify a whole file with `python -m distill_core predict {Path(run_dir).name} --input "
+                         "FILE` (CSV, TSV, JSON Lines or Parquet; it writes each row's label and class "
+                         "probabilities, --model to pick the model).")
     for k in kinds:
         classifier(run_dir, k)
     models = tuple((k, str(model_dir(run_dir, k)), model_stamp(run_dir, k)) for k in kinds)

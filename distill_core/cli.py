@@ -12,6 +12,7 @@
     distill-lens prune RUN --model student --amount 0.1,0.3,0.5,0.7,0.9 --save 0.5
     distill-lens serve RUN --backend onnx-int8
     distill-lens loadtest http://127.0.0.1:8000 --run RUN
+    distill-lens predict RUN --input tickets.csv --output labelled.csv
 
 Every config field has a flag (one table per command, in ``flags.py``); a flag given overrides the preset, a flag left out
 keeps it. A mistake of the user's (bad flag value, missing run, unreadable dataset) is one line with its fix
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in (serve, onnx_export, loadtest):  # each defines its own flags and runs its own command
         module.add_parser(sub)
+    from .ship import predict
+
+    predict.add_parser(sub)
     return p
 
 
@@ -279,10 +283,16 @@ def cmd_loadtest(args) -> int:
     return run_command(args)
 
 
+def cmd_predict(args) -> int:
+    from .ship.predict import run_command
+
+    return run_command(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "runs": cmd_runs, "evaluate": cmd_evaluate, "bench": cmd_bench, "check": cmd_check,
     "sweep": cmd_sweep, "prune": cmd_prune,
-    "serve": cmd_serve, "export": cmd_export, "loadtest": cmd_loadtest,
+    "serve": cmd_serve, "export": cmd_export, "loadtest": cmd_loadtest, "predict": cmd_predict,
 }
 
 

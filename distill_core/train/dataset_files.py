@@ -384,6 +384,26 @@ def _load_files(source: Path, cfg: DataConfig) -> DatasetDict:
             raise _read_failure(e, str(source), files, failed, None, lambda f: str(f or source)) from e
 
 
+def load_file(path: Path) -> datasets.Dataset:
+    """The rows of one data file (.csv, .tsv, .json, .jsonl, .parquet), read as a training file is; a DataError naming
+    the file, the reader's own words and the fix when it cannot be, or when it holds no rows (``predict`` reads its
+    input with it)."""
+    path = Path(path)
+    empty = DataError(f"{path} has no rows (it is empty, or holds only a header). Fix: give a file with a row per "
+                      "text to classify.")
+    if path.stat().st_size == 0:
+        raise empty
+    try:
+        rows = _load_files(path, DataConfig(dataset=str(path)))["train"]
+    except DataError as e:
+        if e.__cause__ is not None and "corresponds to no data" in _chain_text(e.__cause__):
+            raise empty from e
+        raise
+    if len(rows) == 0:
+        raise empty
+    return rows
+
+
 def load_raw(source: str, cfg: DataConfig) -> DatasetDict:
     if Path(source).is_dir():
         ds = _load_folder(Path(source))
