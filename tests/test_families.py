@@ -149,3 +149,31 @@ def test_a_sweep_on_a_two_tokenizer_run(tmp_path, two_tokenizer_run):
 
     cells = json.loads(sweep_path(run).read_text())["cells"]
     assert {(c["temperature"], c["alpha"]) for c in cells} >= {(2.0, 0.5)}
+
+
+def test_distil_takes_a_dataframe_with_its_own_columns(tmp_path, dataset_dir, teacher_dir):
+    import pandas as pd
+
+    from distill_core import distil
+    from distill_core.config import ConfigError
+
+    df = pd.read_csv(dataset_dir / "train.csv")
+    df = pd.DataFrame({"body": df["text"], "topic": [LABELS[i] for i in df["label"]]})
+    common = dict(text_column="body", label_column="topic", teacher=str(teacher_dir), output_dir=tmp_path,
+                  epochs=1, student_epochs=1, batch_size=8, eval_batch_size=16, max_length=32)
+    run = distil(df, models=["teacher", "student"], run_id="frame", **common)
+    assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    saved = json.loads((run / "config.json").read_text())["data"]["dataset"]
+    assert saved.endswith(".parquet") and pd.read_parquet(saved).equals(df)  # kept for evaluate and the dashboard
+    assert sorted(json.loads((run / "results.json").read_text())["label_names"]) == sorted(LABELS)
+    assert main(["evaluate", str(run)]) == 0
+    with pytest.raises(ConfigError, match="no setting 'epoch'"):
+        distil(df, epoch=2, **{k: v for k, v in common.items() if k != "epochs"})
+
+
+def test_distil_stays_the_function_after_use():
+    import distill_core
+    from distill_core import python_api  # noqa: F401 (the module behind it, imported)
+
+    from distill_core import distil
+    assert callable(distil) and distil is distill_core.distil and not hasattr(distil, "__path__")
