@@ -34,7 +34,7 @@ from .runs import resolve_run
 from .config import MODEL_KINDS, runs_dir
 from .errors import DistillError, os_error_message
 from .flags import (BENCH_FLAGS, PRUNE_FLAGS, SHIP_FLAGS, SWEEP_FLAGS, TRAIN_FLAGS, TRAIN_GROUPS, add_flags, set_fields,
-                    bench_settings_from_args, config_from_args, ship_config_from_args)
+                    add_device_flag, bench_settings_from_args, config_from_args, ship_config_from_args, use_device)
 from .presets import PRESET_SUMMARIES, PRESETS
 
 logger = logging.getLogger("distill_core")
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="recompute a run's results.json and predictions from its saved models")
     e.add_argument("run", help="run id or folder")
     e.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
+    add_device_flag(e)
     from . import bench
 
     b = sub.add_parser("bench", help="measure latency, throughput, size, memory and training speed of a run's models",
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run", help="run id or folder")
     pr.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
     add_flags(pr, PRUNE_FLAGS)
+    add_device_flag(pr)
     from .ship import loadtest, onnx_export, serve
 
     for module in (serve, onnx_export, loadtest):  # each defines its own flags and runs its own command
@@ -300,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
+        use_device(args)
         return COMMANDS[args.command](args)
     except DistillError as e:
         logger.error("%s", e)

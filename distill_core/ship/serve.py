@@ -59,6 +59,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="model threads (default: one per core for torch, half the cores for "
                                                "ONNX Runtime, leaving the rest to HTTP and tokenising)")
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--device", help="where the torch backend runs the model: auto (the GPU when there is one), cpu, "
+                   "cuda or cuda:N (auto); the ONNX backends run on the CPU")
     p.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
     return p
 
@@ -91,11 +93,13 @@ def check_port(host: str, port: int) -> None:
 def run_command(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ..devices import scoring_device
     from .onnx_export import load_classifier
     from ..fingerprints import require_complete, standing
     from ..runs import resolve_run
 
     settings = settings_from_args(args)
+    device = str(scoring_device(getattr(args, "device", None)))  # a GPU asked for where there is none: refused now
     run_dir = resolve_run(args.run, Path(args.output_dir) if args.output_dir else None)
     about = service_info(run_dir, settings.model, settings.backend)
     require_complete(run_dir, f"serve the {settings.model} of {run_dir.name}")  # not while it trains, nor damaged
@@ -113,7 +117,8 @@ def run_command(args: argparse.Namespace) -> int:
             server.should_exit = True
 
     app = create_app(about, settings, load=lambda: load_classifier(run_dir, settings.model, settings.backend,
-                                                                    threads=settings.model_threads), on_load_error=stop)
+                                                                    threads=settings.model_threads, device=device),
+                     on_load_error=stop)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
                                            access_log=settings.access_log, timeout_graceful_shutdown=5))
     url_host = f"[{settings.host}]" if ":" in settings.host else settings.host
