@@ -227,11 +227,13 @@ def _training(kind: str, config: dict[str, Any], me: dict[str, Any]) -> str:
                 "teacher": "copied from the pretrained teacher", "word2vec": "learned by Word2Vec on the training texts",
             }.get(model.get("lstm_init", "teacher"), "initialised at random")
         elif model.get("student"):
-            start = f"{model['student']} (pretrained DistilBERT)"
+            own = ((config.get("architectures") or {}).get(kind) or {}).get("class")
+            start = f"{model['student']} (pretrained{', ' + own if own else ''}; it reads texts with its own tokenizer)"
         else:
-            layer_map = ((config.get("architectures") or {}).get(kind) or {}).get("layer_map") or model.get("layer_map")
-            start = ("a DistilBERT built from the teacher, copying its embeddings and its layers "
-                     f"{', '.join(map(str, layer_map)) if layer_map else 'every other'}")
+            arch = (config.get("architectures") or {}).get(kind) or {}
+            layer_map = arch.get("layer_map") or model.get("layer_map")
+            start = (f"a {arch.get('class') or 'DistilBERT'} built from the teacher, copying its embeddings and its "
+                     f"layers {', '.join(map(str, layer_map)) if layer_map else 'every other'}")
         lines.append(f"- **Starting point**: {start}.")
         if kind == "student":
             t, a = kd.get("temperature"), kd.get("alpha")

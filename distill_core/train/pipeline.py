@@ -116,10 +116,12 @@ def _student_words(cfg: RunConfig) -> str:
         return (f"BiLSTM, hidden {m.lstm_hidden} per direction, embeddings "
                 + {"teacher": "copied from the teacher", "word2vec": "from Word2Vec on the training texts",
                    "random": "initialised at random"}[m.lstm_init])
-    return m.student or "DistilBERT built from the teacher, layers " + str(m.layer_map or "every other")
+    return m.student or ("built from the teacher's layers " + str(m.layer_map or "(every other)")
+                         + " (a DistilBERT for a BERT teacher, else the teacher's own class)")
 
 
-def _summary(cfg: RunConfig, run_dir: Path, splits: Splits, pad_eff: float, env: dict, teacher_src: str | None) -> str:
+def _summary(cfg: RunConfig, run_dir: Path, splits: Splits, pad_eff: float, env: dict, teacher_src: str | None,
+             tokens: str = "") -> str:
     t, k = cfg.train, cfg.kd
     lines = [
         "=" * 72,
@@ -129,7 +131,7 @@ def _summary(cfg: RunConfig, run_dir: Path, splits: Splits, pad_eff: float, env:
         f"  rows        train {len(splits.train)}  validation {len(splits.validation)}  test {len(splits.test)}"
         + (f"  ({'; '.join(splits.notes)})" if splits.notes else ""),
         f"  teacher     {teacher_src + ' (given, not trained here)' if teacher_src else cfg.model.teacher + ' (fine-tuned here)'}",
-        f"  student     {_student_words(cfg)}",
+        f"  student     {_student_words(cfg)}{tokens}",
         f"  models      {', '.join(t.models)}" + (f"; LoRA {cfg.model.lora} on {', '.join(cfg.model.lora_models or t.models)}"
                                                   if cfg.model.lora else ""),
         f"  training    batch {t.batch_size}, max_length {cfg.data.max_length} ({cfg.data.truncation}), "
@@ -217,8 +219,11 @@ class _Run:
                             "student": math.ceil(len(self.loader("train", True, self.kd_trains["student"],
                                                                  kind="student")) / procs)}
         self.steps_total = self._planned_steps(teacher_src is None)
+        s_tok = self.tokenizers["student"]
+        tokens = ("" if s_tok is self.tokenizer else f"; its own tokenizer ({len(s_tok):,} tokens, the teacher's "
+                  f"{len(self.tokenizer):,}), the soft targets paired per text")
         logger.info("\n%s", _summary(cfg, self.run_dir, self.splits, padding_efficiency(self.train_loader), env,
-                                             teacher_src))
+                                     teacher_src, tokens))
         if cfg.model.is_lstm() and cfg.train.lr_for("student") < LSTM_SLOW_LR:
             logger.warning("The LSTM student learns slowly at --student-lr %g: on AG News it reached 0.64 validation "
                            "accuracy in 2 epochs at 1e-4 and 0.88 at 1e-3. Consider --student-lr 1e-3.",
