@@ -177,3 +177,22 @@ def test_distil_stays_the_function_after_use():
 
     from distill_core import distil
     assert callable(distil) and distil is distill_core.distil and not hasattr(distil, "__path__")
+
+
+def test_export_and_predict_use_the_students_own_tokenizer(tmp_path, two_tokenizer_run):
+    import pandas as pd
+
+    run = tmp_path / "two_tok"
+    shutil.copytree(two_tokenizer_run, run)
+    assert main(["export", str(run), "--model", "student"]) == 0
+    from distill_core.ship.onnx_export import load_classifier
+
+    onnx, torch_clf = load_classifier(run, "student", "onnx"), load_classifier(run, "student", "torch", device="cpu")
+    assert onnx.tokenizer.get_vocab() == vocab(run / "student")
+    texts = ["stocks rallied after the election", "the team won the cup"]
+    assert abs(onnx.predict_logits(texts) - torch_clf.predict_logits(texts)).max() < 1e-3
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": texts}).to_csv(src, index=False)
+    assert main(["predict", str(run), "--input", str(src), "--output", str(tmp_path / "out.csv")]) == 0
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out["predicted_label"]) == [torch_clf.labels[i] for i in torch_clf.predict_logits(texts).argmax(-1)]
