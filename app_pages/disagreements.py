@@ -16,6 +16,7 @@ from distill_core.config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, SHORT_T
 from distill_core.views import disagreements as dv
 from distill_core.views import explain as ev
 from distill_core.views import live as lv
+from distill_core.views.text import display_text
 
 PICK_KEY = "dis_pick"  # the test row inspected below the table
 KEPT_KEY = "dis_kept"  # this page's widget values, kept across visits to other pages
@@ -101,7 +102,7 @@ def table_ui(run, shown, student: str, signature: str) -> int | None:
 
 def open_ui(text: str, label: str) -> None:
     """Buttons that open this text on another page."""
-    one_line = " ".join(text.split())  # one line: the Live page reads several lines as a batch
+    one_line = " ".join(display_text(text).split())  # one line: the Live page reads several lines as a batch
     cols = st.columns([1.2] + [2] * len(OPEN_PAGES), vertical_alignment="center")
     cols[0].markdown("Open this text on")
     for col, (title, (key, page)) in zip(cols[1:], OPEN_PAGES.items()):
@@ -115,7 +116,7 @@ def open_ui(text: str, label: str) -> None:
 def detail_ui(run, preds, row: int, kinds: list[str], student: str) -> None:
     text, label = str(preds["text"].iloc[row]), str(preds["label_name"].iloc[row])
     st.subheader(f"Test row {row}")
-    st.markdown(f"> {text}")
+    st.markdown("> " + display_text(text).replace("$", r"\$"))  # a pair of $ would render as maths
     st.caption(f"True label: **{label}**")
     open_ui(text, label)
 

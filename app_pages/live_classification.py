@@ -16,6 +16,7 @@ from distill_core.evidence.calibration import temperatures
 from distill_core.config import MODEL_COLORS, MODEL_KINDS, MODEL_TITLES, SHORT_TITLES
 from distill_core.errors import RunError
 from distill_core.views import live as lv
+from distill_core.views.text import display_text
 
 TEXT_KEY = "live_text"
 TRUTH_KEY = "live_truth"  # {"text", "label"} of the random test example last loaded
@@ -35,7 +36,8 @@ def _random_example(run_dir) -> None:
         st.session_state["live_example_error"] = str(e)
         return
     row = df.iloc[random.randrange(len(df))]
-    text = " ".join(str(row["text"]).split())  # one line, so it is not taken for a batch
+    # As a reader would type it (entities decoded), on one line so it is not taken for a batch.
+    text = " ".join(display_text(row["text"]).split())
     st.session_state[TEXT_KEY] = text
     st.session_state[TRUTH_KEY] = {"text": text, "label": str(row["label_name"])}
 

@@ -38,6 +38,7 @@ from .runs import (
 from .evidence.similarity import LayerSimilarity, layer_similarity as _compare_layers
 from .views.live import attention_default_text, batch_table
 from .views.runs import default_run_id
+from .views.text import display_text
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def text_input(run: RunInfo, key: str) -> str:
     """A text area for one text, first filled with an example that fits the run's labels (else a test text)."""
     if key not in st.session_state:
         try:
-            test_texts = list(predictions_table(run.path)["text"].head(1))
+            test_texts = [display_text(t) for t in predictions_table(run.path)["text"].head(1)]
         except RunError:
             test_texts = []
         st.session_state[key] = attention_default_text(run.label_names, run.dataset, test_texts)

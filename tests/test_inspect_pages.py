@@ -92,6 +92,35 @@ def test_disagreements_row_details_and_open_on_other_pages(run_dir):
     assert "true label" in texts(at.caption)
 
 
+ENTITY_TEXT = "Fate #39;s wheels: AT&amp;T says quot;hi quot; for  #36;5 &lt;b&gt;"
+SHOWN_TEXT = 'Fate\'s wheels: AT&T says "hi " for $5 <b>'
+
+
+def with_entity_texts(run_dir) -> None:
+    """Every test text of the run carries HTML entities, as AG News's do."""
+    import pandas as pd
+
+    preds = pd.read_parquet(run_dir / "predictions.parquet")
+    preds["text"] = [f"{ENTITY_TEXT} {i}" for i in range(len(preds))]
+    preds.to_parquet(run_dir / "predictions.parquet")
+
+
+def test_entities_are_decoded_where_texts_are_shown(run_dir):
+    with_entity_texts(run_dir)
+    at = open_app(DISAGREEMENTS)
+    at.radio(key="dis_filter").set_value("all").run()
+    table = at.dataframe[0].value
+    assert table["Text"].iloc[0].startswith(SHOWN_TEXT)
+    assert not any("#39;" in t or "&amp;" in t for t in table["Text"])
+    assert any(m.value.startswith("> " + SHOWN_TEXT.replace("$", "\\$")) for m in at.markdown)
+    next(b for b in at.button if b.label == "Live classification").click().run()
+    assert at.text_area(key="live_text").value.startswith(SHOWN_TEXT)
+
+    at.switch_page(LIVE).run()
+    next(b for b in at.button if b.label == "Random test example").click().run()
+    assert at.text_area(key="live_text").value.startswith(SHOWN_TEXT) and not at.exception
+
+
 def test_disagreements_picking_a_table_row_inspects_it(run_dir):
     at = open_app(DISAGREEMENTS)
     at.radio(key="dis_filter").set_value("all").run()

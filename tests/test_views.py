@@ -218,3 +218,16 @@ def test_agreement_sentence():
     assert not ok and "Distilled student says **y**" in msg
     soft = out("teacher", [2, 0]).probs_at(4.0)
     assert soft[0] < out("teacher", [2, 0]).probs[0]  # a higher temperature flattens
+
+
+# ----------------------------------------------------------------------------- texts shown
+
+
+def test_display_text_decodes_entities_and_repairs_ones_that_lost_their_ampersand():
+    from distill_core.views.text import display_text
+
+    assert display_text("Linux fate #39;s wheels") == "Linux fate's wheels"
+    assert display_text("Man Sought  #36;50M; episodes  #151; the") == "Man Sought $50M; episodes — the"
+    assert display_text("deficient, quot;Judge quot; &lt;A&gt; AT&amp;T") == 'deficient, "Judge " <A> AT&T'
+    assert display_text("Tom &quot;Hi&quot; &#39;x") == "Tom \"Hi\" 'x"
+    assert display_text("C# 5; my quota; equot;") == "C# 5; my quota; equot;"  # no entity, unchanged

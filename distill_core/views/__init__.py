@@ -8,6 +8,7 @@ pages in ``app_pages/`` draw what these functions return, so tests call them wit
     overview.py     the models side by side on the test set
     curves.py       training curves
     live.py         live classification: agreement, probabilities, batch tables, example texts
+    text.py         texts as a reader sees them: HTML entities decoded (display only)
     attention.py    attention maps: formatting (layers x heads x T x T) apart from rendering
     evidence.py     did distillation pay off: paired differences with intervals, fidelity, seeds, ship checks
     sweep.py        the T/alpha sweep: heatmap, table, the choice

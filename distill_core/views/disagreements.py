@@ -22,6 +22,7 @@ from ..config import MODEL_KINDS, MODEL_TITLES, SHORT_TITLES
 from ..evidence.verdict import kl_rows
 from ..errors import InputError, RunError
 from .common import png_bytes
+from .text import display_text
 
 EPS = 1e-12
 # Filter name -> what a reader sees; the student is the one the page compares with the teacher.
@@ -68,7 +69,7 @@ def disagreement_table(preds: pd.DataFrame, labels: Sequence[str], kinds: Sequen
     kinds = [k for k in MODEL_KINDS if k in kinds]
     check_predictions(preds, kinds)
     names = list(labels)
-    table = pd.DataFrame({ROW: np.arange(len(preds)), "Text": preds["text"].astype(str).to_numpy(),
+    table = pd.DataFrame({ROW: np.arange(len(preds)), "Text": [display_text(t) for t in preds["text"]],
                           "True label": [names[int(i)] for i in preds["label"]]})
     for kind in kinds:
         p = probs_of(preds, kind)
