@@ -75,6 +75,7 @@ def single_ui(run, kinds: list[str], text: str) -> None:
         st.warning(f"This text has {first.n_tokens} tokens; the models read at most "
                    f"{first.n_tokens - first.n_truncated}, so the last **{first.n_truncated} tokens were cut**.",
                    icon=":material/content_cut:")
+    unknown_ui(run, [o.model for o in outputs], text)
     agree, sentence = lv.agreement(outputs)
     (st.success if agree else st.warning)(sentence)
     temps = calibrated_ui(run)
@@ -89,6 +90,16 @@ def single_ui(run, kinds: list[str], text: str) -> None:
     st.caption("Latency: tokenising and one forward pass on this machine, measured the first time a model "
                "sees the text (batch of one, warm model).")
     temperature_ui(run, {o.model: o for o in outputs})
+
+
+def unknown_ui(run, kinds: list[str], text: str) -> None:
+    """A warning when most of the text is unknown to a model's tokenizer (emoji, another script)."""
+    counts = {}
+    for k in kinds:
+        clf = app.classifier(run.path, k)
+        counts[k] = (*clf.unknown_tokens(text), getattr(clf.tokenizer, "unk_token", None))
+    for note in lv.unknown_warnings(counts):
+        st.warning(note, icon=":material/help:")
 
 
 def calibrated_ui(run) -> dict[str, float]:

@@ -121,6 +121,15 @@ def test_entities_are_decoded_where_texts_are_shown(run_dir):
     assert at.text_area(key="live_text").value.startswith(SHOWN_TEXT) and not at.exception
 
 
+def test_live_page_warns_when_the_text_is_unknown_to_the_tokenizers(run_dir):
+    at = open_app(LIVE)
+    at.text_area(key="live_text").set_value("🚀🔥😂🎉").run()
+    notes = [w.value for w in at.warning if "unknown to" in w.value]
+    assert len(notes) == 1 and "tokens are [UNK]" in notes[0] and "predictions say little" in notes[0]
+    at.text_area(key="live_text").set_value("the team won the cup .").run()
+    assert not [w for w in at.warning if "unknown to" in w.value] and not at.exception
+
+
 def test_disagreements_picking_a_table_row_inspects_it(run_dir):
     at = open_app(DISAGREEMENTS)
     at.radio(key="dis_filter").set_value("all").run()

@@ -79,6 +79,14 @@ def test_long_texts_are_truncated_and_say_by_how_much(client, clf):
     assert n > 32 and (body["tokens"], body["truncated_tokens"]) == (n, n - 32)
 
 
+def test_a_text_mostly_unknown_to_the_tokenizer_is_flagged(client):
+    body = client.post("/predict", json={"text": "🚀🔥😂🎉"}).json()
+    assert body["unknown_token_share"] == 1.0
+    assert len(body["warnings"]) == 1 and "unknown to the model's tokenizer" in body["warnings"][0]
+    known = client.post("/predict", json={"text": "the team won the cup ."}).json()
+    assert (known["unknown_token_share"], known["warnings"]) == (0.0, [])
+
+
 def test_batch_answers_each_text_in_order(client):
     texts = ["stocks rose .", LONG, "nasa space study"]
     r = client.post("/predict/batch", json={"texts": texts})

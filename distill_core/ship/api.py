@@ -97,19 +97,24 @@ def answer(classifier, texts: list[str]) -> tuple[list[dict[str, Any]], float]:
     Returns:
         (answers, milliseconds of tokenising + forward passes + token counting).
     """
+    from .classifier import unknown_note, unknown_tokens
     from .inference import softmax
 
     t0 = time.perf_counter()
     logits = classifier.predict_logits(texts, batch_size=max(1, len(texts)))  # (N, C)
     counts = [classifier.count_tokens(t) for t in texts]
+    unknown = [unknown_tokens(classifier.tokenizer, t) for t in texts]  # (unknown, own tokens) per text
     ms = (time.perf_counter() - t0) * 1000.0
     probs = softmax(logits.astype("float64"))  # (N, C)
+    unk_token = getattr(classifier.tokenizer, "unk_token", None)
     out = []
-    for p, n in zip(probs, counts):
+    for p, n, (unk, own) in zip(probs, counts, unknown):
         i = int(p.argmax())
+        note = unknown_note(unk, own, "the model's", unk_token)
         out.append({"label": classifier.labels[i], "confidence": float(p[i]),
                     "probabilities": {name: float(v) for name, v in zip(classifier.labels, p)},
-                    "tokens": int(n), "truncated_tokens": max(0, int(n) - classifier.max_length)})
+                    "tokens": int(n), "truncated_tokens": max(0, int(n) - classifier.max_length),
+                    "unknown_token_share": unk / own if own else 0.0, "warnings": [note] if note else []})
     return out, ms
 
 

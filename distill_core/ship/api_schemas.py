@@ -47,6 +47,11 @@ class Answer(BaseModel):
     probabilities: dict[str, float] = Field(description="the probability of every class, by name")
     tokens: int = Field(ge=0, description="tokens in the whole text, [CLS] and [SEP] included")
     truncated_tokens: int = Field(ge=0, description="tokens cut to fit the model's max length")
+    unknown_token_share: float = Field(ge=0, le=1, description="share of the text's own tokens that the model's "
+                                       "tokenizer does not know (its unknown token, e.g. [UNK]); over half, the "
+                                       "prediction says little")
+    warnings: list[str] = Field(default_factory=list, description="what makes this answer less trustworthy, "
+                                "e.g. a text mostly unknown to the tokenizer")
 
 
 class Served(BaseModel):

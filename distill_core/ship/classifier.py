@@ -20,6 +20,26 @@ from ..errors import InputError
 from ..train.truncation import DEFAULT_TRUNCATION, encode
 
 MAX_INPUT_CHARS = 100_000  # longer inputs are cut before tokenising; max_length truncates far earlier anyway
+MOSTLY_UNKNOWN = 0.5  # over this share of unknown tokens, a prediction says little about the text
+
+
+def unknown_tokens(tokenizer, text: str) -> tuple[int, int]:
+    """(unknown, total) of a text's own tokens (special tokens left out): how many the tokenizer maps to its
+    unknown token (``unk_token_id``; a tokenizer without one, byte-level BPE, knows every text)."""
+    ids = tokenizer(text[:MAX_INPUT_CHARS], add_special_tokens=False, truncation=False)["input_ids"]
+    unk = getattr(tokenizer, "unk_token_id", None)
+    return (0 if unk is None else sum(i == unk for i in ids)), len(ids)
+
+
+def unknown_note(unknown: int, total: int, whose: str, unk_token: str | None = "[UNK]",
+                 several: bool = False) -> str | None:
+    """A warning when most of a text (over ``MOSTLY_UNKNOWN``) is unknown to ``whose`` tokenizer (``several``:
+    to the tokenizers of several models, which read it alike); else None."""
+    if total == 0 or unknown / total <= MOSTLY_UNKNOWN:
+        return None
+    return (f"Most of this text is unknown to {whose} tokenizer{'s' if several else ''} ({unknown} of {total} "
+            f"tokens are {unk_token or 'unknown'}): {'their predictions say' if several else 'its prediction says'} "
+            "little")
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -90,6 +110,10 @@ class Classifier:
     def count_tokens(self, text: str) -> int:
         """Tokens in the whole text, [CLS] and [SEP] included, before truncation."""
         return len(self.tokenizer(text[:MAX_INPUT_CHARS], truncation=False)["input_ids"])
+
+    def unknown_tokens(self, text: str) -> tuple[int, int]:
+        """(unknown, total) of the text's own tokens for this model's tokenizer (``unknown_tokens``)."""
+        return unknown_tokens(self.tokenizer, text)
 
     # ------------------------------------------------------------------ outputs
 

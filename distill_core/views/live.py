@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..config import MODEL_TITLES
+from ..config import MODEL_TITLES, SHORT_TITLES
 from ..errors import InputError
+from ..ship.classifier import unknown_note
 from ..ship.inference import Prediction, kl_divergence
 from .common import TOP_LEGEND
 
@@ -102,6 +103,24 @@ def batch_table(texts: Sequence[str], probs: dict[str, tuple[list[str], np.ndarr
         stacked = np.stack(list(preds.values()))  # (M, N)
         table["All agree"] = (stacked == stacked[0]).all(0)
     return table
+
+
+def unknown_warnings(counts: dict[str, tuple[int, int, str | None]]) -> list[str]:
+    """Warnings for the models whose tokenizer knows little of the text, one per distinct count.
+
+    Args:
+        counts: model kind -> (unknown tokens, tokens, the tokenizer's unknown token), as
+            ``Classifier.unknown_tokens`` gives them.
+    """
+    by_count: dict[tuple, list[str]] = {}
+    for kind, count in counts.items():
+        by_count.setdefault(tuple(count), []).append(SHORT_TITLES[kind].lower())
+    out = []
+    for (unk, n, unk_token), names in by_count.items():
+        whose = f"the {names[0]}'s" if len(names) == 1 else f"the {', '.join(names[:-1])} and {names[-1]}'s"
+        if note := unknown_note(unk, n, whose, unk_token, several=len(names) > 1):
+            out.append(note + ".")
+    return out
 
 
 def agreement(outputs: Sequence[Prediction]) -> tuple[bool, str]:
