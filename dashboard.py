@@ -66,13 +66,21 @@ def failed_toggle_ui() -> None:
                           help="Runs that crashed or were interrupted; pages show what they left behind.")
 
 
+def deep_link(default, script: Path, url_path: str):
+    """A hidden page at ``url_path`` running the default page's ``script``. Streamlit serves the default page at
+    the root URL only, so without it a link to the default page's own path (``/overview``) says "Page not found"."""
+    return st.Page(script, title=default.title, icon=default.icon, url_path=url_path, visibility="hidden")
+
+
 def pages(have_runs: bool) -> list:
+    """Every page, each at its own URL path (``/overview``, ``/attention``, ...), the default page also at ``/``."""
     welcome = st.Page(PAGES / "welcome.py", title="Welcome" if not have_runs else "Train a run",
-                      icon=":material/rocket_launch:", url_path="welcome", default=not have_runs)
+                      icon=":material/rocket_launch:", url_path="welcome" if have_runs else "home",
+                      default=not have_runs)
     if not have_runs:
-        return [welcome]
+        return [welcome, deep_link(welcome, PAGES / "welcome.py", "welcome")]
     found = [
-        st.Page(PAGES / "overview.py", title="Overview", icon=":material/table_chart:", url_path="overview", default=True),
+        st.Page(PAGES / "overview.py", title="Overview", icon=":material/table_chart:", url_path="home", default=True),
         st.Page(PAGES / "sweep.py", title="Sweep: T and alpha", icon=":material/tune:", url_path="sweep"),
         st.Page(PAGES / "training_curves.py", title="Training curves", icon=":material/show_chart:",
                 url_path="training_curves"),
@@ -85,7 +93,7 @@ def pages(have_runs: bool) -> list:
         st.Page(PAGES / "layers.py", title="Layer similarity", icon=":material/layers:", url_path="layers"),
         st.Page(PAGES / "performance.py", title="Performance", icon=":material/speed:", url_path="performance"),
     ]
-    return found + [welcome]
+    return found + [welcome, deep_link(found[0], PAGES / "overview.py", "overview")]
 
 
 def main() -> None:

@@ -233,6 +233,37 @@ def test_the_picked_run_is_kept_across_pages(runs, run_dir):
     assert any(failed.name in o for o in at.sidebar.selectbox[0].options)
 
 
+def _page_paths(app: str, have_runs: bool) -> None:
+    """Run inside AppTest (st.Page needs a script context): each page's URL path and script, as JSON."""
+    import importlib.util
+    from pathlib import Path
+
+    import streamlit as st
+
+    spec = importlib.util.spec_from_file_location("dashboard_under_test", app)
+    dashboard = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dashboard)
+    st.json([[p._url_path, p.url_path, Path(p._page).stem] for p in dashboard.pages(have_runs)])
+
+
+@pytest.mark.parametrize("have_runs", [True, False])
+def test_every_page_has_its_own_url_path(have_runs):
+    """Streamlit serves the default page at "/" only: its own path (/overview) needs a hidden page, else a deep
+    link says "Page not found"."""
+    at = AppTest.from_function(_page_paths, args=(APP, have_runs), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    pages = json.loads(at.json[0].value)
+    paths = [own for own, _, _ in pages]
+    assert len(set(paths)) == len(paths) and all(paths)  # unique, none left to Streamlit's guess
+    served = {url: script for _, url, script in pages}  # what a browser at /<url> gets ("" is the root)
+    assert set(served.values()) == {script for _, _, script in pages}
+    if have_runs:
+        assert served[""] == served["overview"] == "overview" and served["attention"] == "attention"
+        assert served["welcome"] == "welcome"
+    else:
+        assert served[""] == served["welcome"] == "welcome"
+
+
 # ----------------------------------------------------------------------------- broken runs
 
 
