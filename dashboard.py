@@ -37,6 +37,8 @@ def run_picker_ui(runs) -> None:
     labels = {r.run_id: run_label(r) for r in runs}
     st.sidebar.selectbox("Run", ids, key=PICKER_KEY, format_func=labels.get, on_change=_picked,
                          help="Complete runs, and runs still training (marked so). Newest first.")
+    # A long id is cut in the narrow sidebar box: the picked one, whole, wrapped below it.
+    st.sidebar.caption(labels[st.session_state[app.RUN_KEY]])
 
 
 def _picked() -> None:

@@ -223,6 +223,7 @@ def test_the_picked_run_is_kept_across_pages(runs, run_dir):
     assert not any(failed.name in o for o in picker.options)
 
     picker.set_value(running.name).run()
+    assert at.sidebar.caption[0].value.startswith(running.name)  # the whole id, never cut as in the box
     for page in (CURVES, LIVE, ATTENTION, OVERVIEW):
         at.switch_page(page).run()
         assert not at.exception
