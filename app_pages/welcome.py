@@ -12,7 +12,7 @@ import streamlit as st
 
 from distill_core import app, jobs
 from distill_core.config import data_dir, runs_dir
-from distill_core.presets import PRESET_SUMMARIES
+from distill_core.presets import PRESET_SUMMARIES, PRESET_TIMES
 
 JOB_KEY = "train_job"  # the jobs.Job of a run started from this page
 
@@ -56,6 +56,7 @@ def train_button_ui() -> None:
     running = job is not None and job.running()
     preset = st.selectbox("Preset", list(PRESET_SUMMARIES), format_func=lambda p: f"{p}: {PRESET_SUMMARIES[p]}",
                           key="train_preset", disabled=running)
+    st.caption(f":material/timer: Takes {PRESET_TIMES[preset]}.")
     if not running and st.button(f"Train {_run_words(preset)}", type="primary", icon=":material/play_arrow:"):
         st.session_state[JOB_KEY] = jobs.start_train(preset)
         st.session_state["started_preset"] = preset

@@ -22,9 +22,19 @@ PRESET_SUMMARIES = {
     "few-labels": "500 AG News labels, the rest as unlabelled texts for the distilled student; every model trains "
                   "until validation stops improving; about 4-5 minutes on 2 CPU cores",
     "imdb": "long IMDB movie reviews (sentiment), 2,500 of them, head+tail truncation; about 5 minutes on 2 CPU cores",
-    "hate-speech": "hate_speech18, 4 heavily imbalanced classes, balanced class weights, macro-F1 first",
+    "hate-speech": "hate_speech18, 4 heavily imbalanced classes, balanced class weights, macro-F1 first; about 5 "
+                   "minutes on 2 CPU cores",
     "classic": "bert-base-uncased -> distilbert-base-uncased on AG News, batch 64, lr 2e-5; downloads both models and "
                "the data from the hub, and wants a GPU (on a large GPU, --batch-size 256 keeps it busier)",
+}
+
+# How long each preset takes, data to results (measured in bf16; docs/presets.md), where a preset is offered.
+PRESET_TIMES = {
+    "quick": "about 4 minutes on 2 CPU cores (about 8 without bf16)",
+    "few-labels": "about 3-5 minutes on 2 CPU cores",
+    "imdb": "about 5 minutes on 2 CPU cores",
+    "hate-speech": "about 5 minutes on 2 CPU cores",
+    "classic": "minutes on a GPU, hours on a CPU; downloads both models and the data from the hub first",
 }
 
 # Presets override the dataclass defaults. `quick` is sized for 2 CPU cores in under five minutes (3 min 48 s measured

@@ -83,6 +83,16 @@ def test_no_runs_page_says_what_this_is_and_how_to_train(tmp_path, monkeypatch):
         at.switch_page(OVERVIEW)  # the other pages appear only once there is a run
 
 
+def test_welcome_page_gives_every_preset_its_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILL_RUNS_DIR", str(tmp_path / "empty"))
+    at = open_app()
+    for preset in at.selectbox(key="train_preset").options:
+        name = preset.split(":")[0]
+        at.selectbox(key="train_preset").set_value(name).run()
+        assert "Takes about" in texts(at.caption) or "on a GPU" in texts(at.caption), name
+    assert "hours on a CPU" in texts(at.caption)  # classic, the last
+
+
 def test_overview_shows_the_three_models(run_dir):
     at = open_app()
     assert at.title[0].value == "Overview"
