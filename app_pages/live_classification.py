@@ -49,7 +49,7 @@ def input_ui(run) -> str:
         st.session_state[TEXT_KEY] = examples[0] if examples else ""
     left, right = st.columns([4, 1], vertical_alignment="bottom")
     if examples:
-        left.selectbox("Examples from the reports", examples, index=None, key="live_example",
+        left.selectbox("Example sentences", examples, index=None, key="live_example",
                        placeholder="Pick an example sentence…", on_change=_use_example)
     right.button("Random test example", icon=":material/casino:", on_click=_random_example, args=(run.path,),
                  width="stretch")

@@ -167,7 +167,7 @@ def bench_ui(run, b: dict) -> None:
                            f"{run.run_id}_training_throughput.csv", "text/csv", on_click="ignore",
                            icon=":material/download:", key="dl_training_csv")
     with st.expander("Compute: achieved GFLOP/s against this machine's matmul rate"):
-        st.caption("FLOPs are analytic (matmuls of one forward pass, see `distill_core.bench.measure.forward_flops`); "
+        st.caption("FLOPs are counted from the models' shapes (the matrix multiplications of one forward pass); "
                    "batch-1 latency includes tokenisation, so these are lower bounds.")
         st.plotly_chart(pv.compute_figure(b), width="stretch", key="perf_compute")
     with st.expander("bench.json"):
@@ -182,7 +182,7 @@ def classic_pair_ui(run) -> None:
         st.warning(f"bench_bert-base.json is unreadable: {e}")
         return
     if b is None:
-        st.caption("How fast would the reports' bert-base-uncased → distilbert-base-uncased pair be here? Measure "
+        st.caption("How fast would a bert-base-uncased → distilbert-base-uncased pair be here? Measure "
                    f"random-weight models of their shapes (no download): `{command(run.run_id, 'bert-base')}`.")
         return
     st.caption(pv.machine_caption(b))

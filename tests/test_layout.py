@@ -126,3 +126,22 @@ def top_level_imports(path: Path) -> set[str]:
 
 def test_only_app_imports_streamlit():
     assert {n for n, p in modules().items() if "streamlit" in top_level_imports(p)} == {"distill_core.app"}
+
+
+def test_pages_speak_to_the_user_not_about_the_project():
+    """What a page shows (its string literals, docstrings and comments aside) names no internal report or function."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    files = [*root.glob("app_pages/*.py"), *root.glob("distill_core/views/*.py")]
+    found = []
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
+                and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                if any(word in node.value for word in ("the reports", "reports'", "forward_flops")):
+                    found.append(f"{path.name}:{node.lineno}: {node.value[:60]}")
+    assert not found, found
