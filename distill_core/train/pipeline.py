@@ -30,8 +30,8 @@ from .. import __version__
 from .batching import make_loader, padding_efficiency, tokenize_splits
 from ..config import RunConfig
 from .callbacks import CsvCallback, ProgressCallback
-from .data import Splits, resolve_dataset
-from ..errors import ModelError, RunError
+from .data import resolve_dataset
+from ..errors import ModelError
 from ..evidence.evaluate import evaluate_run
 from ..evidence.verdict import headline_metric
 from .models import (
@@ -70,6 +70,7 @@ from .loop import (
 from .run_inputs import (RunData, check_models, class_weights_for, copy_teacher, is_run_teacher, load_run_data,
                          teacher_source)
 from .transfer import with_transfer
+from .run_summary import run_summary
 
 logger = logging.getLogger(__name__)
 
@@ -104,46 +105,6 @@ def save_model(model, tokenizer, run_dir: Path, kind: str, max_length: int, trun
     with atomic_dir(model_dir(run_dir, kind)) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-
-
-_PRECISION_WORDS = {"no": "full precision (fp32)", "bf16": "bf16 mixed precision (weights fp32)",
-                    "fp16": "fp16 mixed precision (weights fp32)"}
-
-
-def _student_words(cfg: RunConfig) -> str:
-    m = cfg.model
-    if m.is_lstm():
-        return (f"BiLSTM, hidden {m.lstm_hidden} per direction, embeddings "
-                + {"teacher": "copied from the teacher", "word2vec": "from Word2Vec on the training texts",
-                   "random": "initialised at random"}[m.lstm_init])
-    return m.student or ("built from the teacher's layers " + str(m.layer_map or "(every other)")
-                         + " (a DistilBERT for a BERT teacher, else the teacher's own class)")
-
-
-def _summary(cfg: RunConfig, run_dir: Path, splits: Splits, pad_eff: float, env: dict, teacher_src: str | None,
-             tokens: str = "") -> str:
-    t, k = cfg.train, cfg.kd
-    lines = [
-        "=" * 72,
-        f"distill-lens run {run_dir.name}",
-        f"  folder      {run_dir}",
-        f"  dataset     {splits.source}  labels {splits.label_names}",
-        f"  rows        train {len(splits.train)}  validation {len(splits.validation)}  test {len(splits.test)}"
-        + (f"  ({'; '.join(splits.notes)})" if splits.notes else ""),
-        f"  teacher     {teacher_src + ' (given, not trained here)' if teacher_src else cfg.model.teacher + ' (fine-tuned here)'}",
-        f"  student     {_student_words(cfg)}{tokens}",
-        f"  models      {', '.join(t.models)}" + (f"; LoRA {cfg.model.lora} on {', '.join(cfg.model.lora_models or t.models)}"
-                                                  if cfg.model.lora else ""),
-        f"  training    batch {t.batch_size}, max_length {cfg.data.max_length} ({cfg.data.truncation}), "
-        f"class weights {t.class_weights}, teacher {t.epochs} epoch(s) at lr {t.learning_rate}, "
-        f"students {t.epochs_for('student')} epoch(s) at lr {t.lr_for('student')}, {t.scheduler} schedule, seed {t.seed}",
-        f"  KD          T={k.temperature} alpha={k.alpha} hidden_weight={k.hidden_weight} hard_weight={k.hard_weight}",
-        f"  batching    {'length-grouped' if cfg.data.group_by_length else 'random'}: {pad_eff:.0%} of batch tokens are real",
-        f"  device      {env['device']} (torch {env['torch']}, {env['torch_threads']} threads), "
-        f"{_PRECISION_WORDS.get(env.get('mixed_precision'), env.get('mixed_precision'))}",
-        "=" * 72,
-    ]
-    return "\n".join(lines)
 
 
 class _Run:
@@ -220,9 +181,9 @@ class _Run:
                                                                  kind="student")) / procs)}
         self.steps_total = self._planned_steps(teacher_src is None)
         s_tok = self.tokenizers["student"]
-        tokens = ("" if s_tok is self.tokenizer else f"; its own tokenizer ({len(s_tok):,} tokens, the teacher's "
-                  f"{len(self.tokenizer):,}), the soft targets paired per text")
-        logger.info("\n%s", _summary(cfg, self.run_dir, self.splits, padding_efficiency(self.train_loader), env,
+        tokens = "" if s_tok is self.tokenizer else (f"; its own tokenizer ({len(s_tok):,} tokens, the teacher's "
+                                                     f"{len(self.tokenizer):,}), the soft targets paired per text")
+        logger.info("\n%s", run_summary(cfg, self.run_dir, self.splits, padding_efficiency(self.train_loader), env,
                                      teacher_src, tokens))
         if cfg.model.is_lstm() and cfg.train.lr_for("student") < LSTM_SLOW_LR:
             logger.warning("The LSTM student learns slowly at --student-lr %g: on AG News it reached 0.64 validation "
