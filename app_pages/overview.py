@@ -11,7 +11,9 @@ import streamlit as st
 from distill_core import app
 from distill_core.config import MODEL_KINDS, MODEL_TITLES, ShipConfig
 from distill_core.errors import RunError
-from distill_core.evidence.checks import ship_checks
+from distill_core.bench.report import SPEEDUP_DEFINITION
+from distill_core.evidence.checks import (FAIL, INCONCLUSIVE, NOT_ENOUGH, NOT_MEASURED, NOT_READY, PASS, READY, decision,
+                                          ship_checks, threshold_words, with_unit)
 from distill_core.fingerprints import Standing, standing
 from distill_core.views import evidence as ev
 from distill_core.views import overview as ov
@@ -51,7 +53,7 @@ def headline_ui(table, metric: str = "accuracy") -> None:
                    f"{(s[column] - t[column]) * 100:+.1f} pts vs teacher")
     cols[1].metric(f"{words[0].upper()}{words[1:]} retention", f"{100 * s[column] / t[column]:.1f}%")
     cols[2].metric("Size on disk vs teacher", f"{s['Size (% of teacher)']:.0f}%",
-                   f"{s['Parameters'] / t['Parameters']:.2f}× the parameters", delta_color="off")
+                   f"{s['Parameters'] / t['Parameters']:.2f}× the parameters", delta_color="off", delta_arrow="off")
     if "baseline" in table.index:
         b = table.loc["baseline"]
         cols[3].metric("Distillation vs no teacher", f"{(s[column] - b[column]) * 100:+.1f} pts",
@@ -176,39 +178,72 @@ def evidence_ui(run) -> None:
                                     if c not in ("Model", "Seed")})
 
 
+SHIP_STYLE = {PASS: (":material/check_circle:", st.success), FAIL: (":material/cancel:", st.error),
+              INCONCLUSIVE: (":material/help:", st.warning), NOT_MEASURED: (":material/help:", st.info)}
+DECISION_STYLE = {READY: (":material/rocket_launch:", st.success), NOT_READY: (":material/block:", st.error),
+                  NOT_ENOUGH: (":material/help:", st.warning)}
+
+
+def thresholds() -> ShipConfig:
+    """The user's thresholds: the inputs under "Ready to ship?" (kept in the session), else the defaults."""
+    d = ShipConfig()
+    return ShipConfig(**{f: st.session_state.get(f"ship_{f}", getattr(d, f))
+                         for f in ("max_drop", "min_agreement", "min_speedup", "max_int8_drop")})
+
+
+def decision_ui(stand: Standing) -> None:
+    """The answer first: ready, not ready, or not enough evidence, and which checks decide it."""
+    if not stand.ok:
+        st.error("**Ready to ship?** Not checked: this run's files cannot back the checks (see below).",
+                 icon=":material/block:")
+        return
+    checks = ship_checks(stand.results, stand.bench, thresholds())
+    answer = decision(checks)
+    deciding = [c for c in checks if c.state != PASS]
+    icon, show = DECISION_STYLE[answer]
+    show(f"**Ready to ship? {answer[0].upper()}{answer[1:]}.** "
+         + ("Every check passes against your thresholds." if not deciding else
+            "; ".join(f"{c.name.lower()}: {c.state}" for c in deciding) + ". Details and thresholds under "
+            "**Ready to ship?** below."), icon=icon)
+
+
 def ship_ui(run, stand: Standing) -> None:
     """The user's own release criteria; the same as `python -m distill_core check RUN`, on the same footing: none
-    while the run is damaged or its figures come from other weights than those on disk (``fingerprints.standing``)."""
+    while the run is damaged or its figures come from other weights than those on disk (``fingerprints.standing``).
+    Thresholds are in the tables' units; each check is judged on its 95% interval (pass, fail or inconclusive)."""
     st.subheader("Ready to ship?")
     d = ShipConfig()
     cols = st.columns(4)
-    thresholds = ShipConfig(
-        max_drop=cols[0].number_input("Max accuracy drop (points)", 0.0, 100.0, d.max_drop, 0.1, key="ship_max_drop"),
-        min_agreement=cols[1].number_input("Min agreement with teacher", 0.0, 1.0, d.min_agreement, 0.01,
-                                           key="ship_min_agreement"),
-        min_speedup=cols[2].number_input("Min speed-up at batch 1", 0.1, 100.0, d.min_speedup, 0.1, key="ship_min_speedup"),
-        max_int8_drop=cols[3].number_input("Max accuracy lost to int8 (points)", 0.0, 100.0, d.max_int8_drop, 0.1,
-                                           key="ship_max_int8_drop"),
-    )
+    cols[0].number_input("Max accuracy drop (points)", 0.0, 100.0, d.max_drop, 0.1, key="ship_max_drop")
+    cols[1].number_input("Min agreement with teacher (%)", 1.0, 100.0, d.min_agreement, 0.5, key="ship_min_agreement",
+                         help="Percent of test texts where the student predicts the teacher's class, as in the table")
+    cols[2].number_input("Min speed-up (×)", 0.1, 100.0, d.min_speedup, 0.1, key="ship_min_speedup",
+                         help=SPEEDUP_DEFINITION)
+    cols[3].number_input("Max accuracy lost to int8 (points)", 0.0, 100.0, d.max_int8_drop, 0.1,
+                         key="ship_max_int8_drop")
     if not stand.ok:
         for problem in stand.problems:
             st.error(f"**Not checked:** {problem}.", icon=":material/block:")
         return
-    checks = ship_checks(stand.results, stand.bench, thresholds)
+    chosen = thresholds()
+    checks = ship_checks(stand.results, stand.bench, chosen)
     for note in stand.notes:
         st.info(note, icon=":material/history:")
     for c in checks:
-        icon, show = {True: (":material/check_circle:", st.success), False: (":material/cancel:", st.error),
-                      None: (":material/help:", st.info)}[c.passed]
-        value = "not measured" if c.value is None else f"{c.value:.3g}"
-        show(f"**{c.name}:** {value} (threshold {c.threshold:g}). {c.evidence}", icon=icon)
+        icon, show = SHIP_STYLE[c.state]
+        figure = "" if c.value is None and c.threshold == 0 else (
+            f"{with_unit(c.value, c.unit)} (threshold: {threshold_words(c)}). ")
+        show(f"**{c.name}: {c.state}.** {figure}{c.evidence}", icon=icon)
+    st.caption("A check passes when its whole 95% interval is on the good side of your threshold, fails when the whole "
+               "interval is on the bad side, and is inconclusive when it straddles the threshold: the test set is too "
+               "small to tell.")
     table = ev.checks_table(checks)
     st.download_button("Checks (CSV)", table.to_csv(index=False).encode(), f"{run.run_id}_ship_checks.csv", "text/csv",
                        on_click="ignore", icon=":material/download:", key="dl_checks")
     st.caption("Gate a release on the same checks: `python -m distill_core check "
-               f"{run.run_id} --max-drop {thresholds.max_drop:g} --min-agreement {thresholds.min_agreement:g} "
-               f"--min-speedup {thresholds.min_speedup:g} --max-int8-drop {thresholds.max_int8_drop:g}` "
-               "exits non-zero when a check fails or is not measured.")
+               f"{run.run_id} --max-drop {chosen.max_drop:g} --min-agreement {chosen.min_agreement:g} "
+               f"--min-speedup {chosen.min_speedup:g} --max-int8-drop {chosen.max_int8_drop:g}` "
+               "exits with 0 when ready, 3 when not ready, 4 when there is not enough evidence.")
 
 
 def config_ui(run) -> None:
@@ -237,6 +272,7 @@ def main() -> None:
         for problem in stand.problems:  # figures that may not be the models' own: said first, plainly
             st.warning(problem, icon=":material/history:")
         with app.friendly_errors("Results"):
+            decision_ui(stand)
             table_ui(run, bench)
             imbalanced = ov.headline_of(run.results) == "macro_f1"
             if imbalanced:  # the rare classes are the story: show them before the evidence

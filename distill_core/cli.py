@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
     add_flags(w, SWEEP_FLAGS)
     c = sub.add_parser("check", help="is the distilled student good enough to ship? your thresholds against the run's "
-                       "evidence; exit code 3 when a check fails or is not measured")
+                       "evidence; exit code 0 ready, 3 not ready (a check fails), 4 not enough evidence (one is inconclusive or "
+                       "not measured)")
     c.add_argument("run", help="run id or folder")
     c.add_argument("--output-dir", help=f"runs folder (default {runs_dir()})")
     c.add_argument("--model", choices=("student", "baseline"), default="student", help="the student to check (student)")
@@ -234,11 +235,12 @@ def cmd_prune(args) -> int:
     return 0
 
 
-CHECK_FAILED = 3  # `check`'s exit code when a check fails or is not measured (2 is a usage error)
+CHECK_FAILED = 3  # `check`'s exit code when a check fails, or the run's files cannot back the checks (2: usage error)
+CHECK_UNSURE = 4  # `check`'s exit code when no check fails but one is inconclusive or not measured
 
 
 def cmd_check(args) -> int:
-    from .evidence.checks import format_checks, ship_checks
+    from .evidence.checks import DECISION_WORDS, NOT_READY, READY, decision, format_checks, ship_checks
     from .files import read_json
     from .fingerprints import standing
     from .runs import RESULTS_FILE, check_results, resolve_run
@@ -258,9 +260,9 @@ def cmd_check(args) -> int:
         say(f"note          {note}")
     if (results.get("verdict") or {}).get("text"):
         say(f"\n{results['verdict']['text']}")
-    ok = all(c.passed for c in checks)
-    say("\nReady to ship." if ok else "\nNot ready: a check failed or was not measured.")
-    return 0 if ok else CHECK_FAILED
+    answer = decision(checks)
+    say(f"\n{DECISION_WORDS[answer]}")
+    return 0 if answer == READY else CHECK_FAILED if answer == NOT_READY else CHECK_UNSURE
 
 
 def cmd_serve(args) -> int:

@@ -240,14 +240,15 @@ class ShipConfig:
     """A user's release criteria for a distilled student (``check`` flags, editable on the Overview)."""
 
     max_drop: float = 1.0  # test accuracy points the student may lose against the teacher
-    min_agreement: float = 0.95  # share of test texts where the student predicts what the teacher predicts
+    min_agreement: float = 95.0  # percent of test texts where the student predicts what the teacher predicts
     min_speedup: float = 1.5  # teacher latency / student latency at batch 1 (bench)
     max_int8_drop: float = 0.5  # test accuracy points the int8 student may lose against the fp32 one (bench)
 
     def validate(self) -> "ShipConfig":
         for name, value, ok, valid in (
                 ("--max-drop", self.max_drop, lambda v: 0 <= v <= 100, "0 to 100 points"),
-                ("--min-agreement", self.min_agreement, lambda v: 0 <= v <= 1, "a share from 0 to 1, e.g. 0.95"),
+                ("--min-agreement", self.min_agreement, lambda v: 1 <= v <= 100,
+                 "a percentage from 1 to 100, e.g. 95 (a share such as 0.95 is 95)"),
                 ("--min-speedup", self.min_speedup, lambda v: v > 0, "a ratio greater than 0, e.g. 1.5"),
                 ("--max-int8-drop", self.max_int8_drop, lambda v: 0 <= v <= 100, "0 to 100 points")):
             if not _is_number(value, name) or not ok(value):

@@ -136,8 +136,9 @@ _S = ShipConfig()
 SHIP_FLAGS: list[tuple[str, str, str, Any, str]] = [
     ("--max-drop", "ship", "max_drop", float, f"test accuracy points the student may lose to the teacher ({_S.max_drop})"),
     ("--min-agreement", "ship", "min_agreement", float,
-     f"share of test texts where the student predicts what the teacher does ({_S.min_agreement})"),
-    ("--min-speedup", "ship", "min_speedup", float, f"teacher / student latency at batch 1, from the bench ({_S.min_speedup})"),
+     f"percent of test texts where the student predicts what the teacher does ({_S.min_agreement:g})"),
+    ("--min-speedup", "ship", "min_speedup", float, "teacher / student p50 latency at batch 1 and the median test "
+     f"length, from the bench ({_S.min_speedup})"),
     ("--max-int8-drop", "ship", "max_int8_drop", float,
      f"test accuracy points the int8 student may lose, from the bench ({_S.max_int8_drop})"),
 ]

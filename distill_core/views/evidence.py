@@ -116,9 +116,12 @@ def seeds_table(results: dict[str, Any]) -> pd.DataFrame:
 
 
 def checks_table(checks: Sequence[Check]) -> pd.DataFrame:
-    """The ship checks: each one's state, value, threshold and evidence."""
-    return pd.DataFrame([{"Check": c.name, "Result": "not measured" if c.passed is None else ("pass" if c.passed else "fail"),
-                          "Value": c.value, "Threshold": c.threshold, "Evidence": c.evidence} for c in checks])
+    """The ship checks: each one's state (pass, fail, inconclusive, not measured), value and 95% interval in its unit,
+    threshold and evidence."""
+    return pd.DataFrame([{"Check": c.name, "Result": c.state, "Value": c.value, "Unit": c.unit,
+                          "Interval low": c.interval[0] if c.interval else None,
+                          "Interval high": c.interval[1] if c.interval else None,
+                          "Threshold": c.threshold, "Evidence": c.evidence} for c in checks])
 
 
 def _curves(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
