@@ -84,6 +84,45 @@ def speedups(models: dict[str, dict]) -> dict[str, float | None]:
     return out
 
 
+BUSY_SHARE = 0.1  # other programs' share of the CPU above which a bench's timings are not trusted
+SPEEDUP_DEFINITION = ("teacher latency / student latency: medians (p50) of batch-1 calls at the test set's median "
+                      "text length, tokenisation included")
+
+
+def headline_speedup(bench: dict[str, Any] | None, model: str = "student") -> float | None:
+    """The speed-up every page, ``check`` and the model cards quote (``SPEEDUP_DEFINITION``); None if not measured."""
+    if not bench:
+        return None
+    stored = (bench.get("speedup") or {}).get(f"{model}_vs_teacher_median_len")
+    return float(stored) if isinstance(stored, (int, float)) else speedup(bench, "teacher", model, "median_len")
+
+
+def unreliable_reasons(bench: dict[str, Any] | None) -> list[str]:
+    """Why a bench's timings cannot be trusted: other load on the machine while it ran, or figures that contradict
+    themselves (a longer text answered faster than a shorter one by the same model, or a bigger model faster than a
+    smaller one on the same device). Empty when none is seen."""
+    if not bench:
+        return []
+    out = []
+    busy = (bench.get("machine") or {}).get("other_processes_cpu_share")
+    if isinstance(busy, (int, float)) and busy > BUSY_SHARE:
+        out.append(f"other programs used {busy:.0%} of the CPU while it ran")
+    models = bench.get("models") or {}
+    for key, m in models.items():
+        short, long = latency_p50(m, "median_len"), latency_p50(m, "max_len")
+        if short and long and long < 0.9 * short:
+            out.append(f"{m.get('title', key)} answered a longer text faster ({long:.1f} ms) than a shorter one "
+                       f"({short:.1f} ms)")
+    t, s = models.get("teacher"), models.get("student")
+    if t and s and t.get("device", "cpu") == s.get("device", "cpu") and t.get("parameters", 0) > s.get("parameters", 0):
+        for length in LENGTHS:
+            lt, ls = latency_p50(t, length), latency_p50(s, length)
+            if lt and ls and lt < 0.9 * ls:
+                out.append(f"the teacher, the bigger model, answered faster ({lt:.1f} ms) than the student ({ls:.1f} ms)")
+                break
+    return out
+
+
 def int8_cost(models: dict[str, dict], engine: str | None, engine_trial: dict | None = None,
               int8_key: str = "student_int8") -> dict[str, Any] | None:
     """What an int8 student (``int8_key``: ``student_int8`` on PyTorch, ``student_onnx_int8`` on ONNX Runtime)
