@@ -83,7 +83,8 @@ def single_ui(run, kinds: list[str], text: str) -> None:
     for col, o in zip(st.columns(len(outputs)), outputs):
         note = f" (T = {temps[o.model]:.2f})" if o.model in temps else ""
         col.metric(MODEL_TITLES[o.model], o.label, f"{probs[o.model].max():.1%} confidence{note}", delta_color="off")
-        col.caption(f":material/timer: {o.ms:.1f} ms · {o.n_tokens} tokens")
+        col.caption(f":material/timer: {o.ms:.1f} ms · {o.n_tokens} tokens",
+                    help=f"Median of {app.LIVE_REPEATS} calls after a warm-up, tokenisation included, batch of one")
     series = {SHORT_TITLES[o.model]: probs[o.model] for o in outputs}
     colors = {SHORT_TITLES[k]: c for k, c in MODEL_COLORS.items()}
     st.plotly_chart(lv.probabilities_figure(first.labels, series, colors), width="stretch", key="live_probs")

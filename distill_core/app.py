@@ -199,9 +199,12 @@ def classifier(run_dir: Path, kind: str) -> TextClassifier:
                        f"({type(e).__name__}: {e}); the folder may be half-written. Re-train the run.") from e
 
 
+LIVE_REPEATS = 5  # a live latency is the median of this many warm calls
+
+
 @st.cache_data(max_entries=512, show_spinner=False)
 def _predict(model_path: str, stamp: tuple, text: str) -> Prediction:
-    return _load_classifier(model_path, stamp).classify(text)
+    return _load_classifier(model_path, stamp).classify(text, repeats=LIVE_REPEATS)
 
 
 def predict(run_dir: Path, kind: str, text: str) -> Prediction:
