@@ -6,6 +6,7 @@ speed figures when the run has been benchmarked (``python -m distill_core bench 
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from distill_core import app
@@ -25,7 +26,9 @@ COLUMN_FORMATS = {
     "Parameters": st.column_config.NumberColumn(format="compact"),
     "Trainable parameters": st.column_config.NumberColumn("Trainable", format="compact",
                                                           help="Parameters the optimizer updated (LoRA: adapters and head)"),
-    "Size on disk (MB)": st.column_config.NumberColumn("Size (MB)", format="%.1f", help="Model folder on disk"),
+    "Size on disk (MB)": st.column_config.NumberColumn("Size (MB)", format="%.1f",
+                                                       help="The weights file (model.safetensors), in MB of 10⁶ bytes: "
+                                                            "the size the Performance page shows too"),
     "Accuracy retention (% of teacher)": st.column_config.NumberColumn("Accuracy retention", format="%.1f%%",
                                                                       help="Test accuracy as a share of the teacher's"),
     "Size (% of teacher)": st.column_config.NumberColumn("Size vs teacher", format="%.0f%%"),
@@ -60,9 +63,20 @@ def headline_ui(table, metric: str = "accuracy") -> None:
                        f"student minus baseline {words}", delta_color="off")
 
 
+# What the table on screen shows, in this order, so that it fits a 1500-px screen without scrolling; the CSV download
+# keeps every column (layers, train time, throughput ...).
+SHOWN_COLUMNS = ("Model", "Test accuracy", "Macro-F1", "Agreement with teacher", "Accuracy retention (% of teacher)",
+                 "Parameters", "Trainable parameters", "Size on disk (MB)", "Size (% of teacher)", "Latency p50 (ms)",
+                 "Speed-up vs teacher")
+
+
 def display_table(table):
-    """Shares as percentages with one decimal (the CSV download keeps fractions); empty columns dropped."""
-    shown = table.drop(columns=[c for c in table.columns if table[c].isna().all()])
+    """The columns that decide, shares as percentages with one decimal (the CSV download keeps fractions and every
+    column); empty columns dropped, numbers kept numeric so a missing one shows as a blank, not "None"."""
+    shown = table[[c for c in SHOWN_COLUMNS if c in table.columns]].copy()
+    for col in shown.columns[1:]:
+        shown[col] = pd.to_numeric(shown[col], errors="coerce")
+    shown = shown.drop(columns=[c for c in shown.columns if shown[c].isna().all()])
     for col in PERCENT_COLUMNS:
         if col in shown:
             shown[col] = shown[col] * 100

@@ -78,13 +78,20 @@ def results_ui(run, sweep: dict) -> None:
     show = st.success if (sweep.get("best") or {}).get("beats_baseline") else st.info
     show(sv.choice_sentence(sweep), icon=":material/star:")
     metric = st.radio("Colour by", list(sv.METRICS), format_func=sv.METRICS.get, horizontal=True, key="sweep_metric")
+    alphas, temps, _ = sv.grid(sweep, metric)
+    measured = sv.noise_mask(sweep, metric, alphas, temps) is not None
     st.caption("Temperature across, KD weight down. With a baseline cell, the colours are centred on it: blue cells "
                "beat the same student trained without a teacher, red ones trail it. The outlined cell is the one "
-               "chosen on validation accuracy.")
+               "chosen on validation. "
+               + ("A cell whose difference from the baseline has a 95% interval that includes 0 is drawn white and "
+                  "marked ≈ baseline: on these validation texts it cannot be told apart." if measured else
+                  "This sweep holds no intervals (run it again to get them): differences of a point or two on a few "
+                  "hundred validation texts are within the noise."))
     st.plotly_chart(sv.heatmap_figure(sweep, metric), width="stretch", key="sweep_heatmap")
     table = sv.sweep_table(sweep)
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "Validation accuracy": st.column_config.NumberColumn(format="percent"),
+        "T": st.column_config.NumberColumn(format="%g", help="Blank for the baseline: it has no teacher"),
         "Validation macro-F1": st.column_config.NumberColumn(format="%.4f"),
         "Agreement with teacher": st.column_config.NumberColumn(format="percent"),
         "Train time (s)": st.column_config.NumberColumn(format="%.0f")})

@@ -231,3 +231,32 @@ def test_display_text_decodes_entities_and_repairs_ones_that_lost_their_ampersan
     assert display_text("deficient, quot;Judge quot; &lt;A&gt; AT&amp;T") == 'deficient, "Judge " <A> AT&T'
     assert display_text("Tom &quot;Hi&quot; &#39;x") == "Tom \"Hi\" 'x"
     assert display_text("C# 5; my quota; equot;") == "C# 5; my quota; equot;"  # no entity, unchanged
+
+
+def test_sweep_cells_within_the_noise_are_drawn_as_the_baseline():
+    from distill_core.views import sweep as sv
+
+    cells = [{"temperature": 2.0, "alpha": 0.0, "val_accuracy": 0.8635, "val_macro_f1": 0.86, "val_agreement": 0.95},
+             {"temperature": 1.0, "alpha": 0.9, "val_accuracy": 0.8717, "val_macro_f1": 0.87, "val_agreement": 0.96,
+              "vs_baseline": {"metric": "accuracy", "estimate": 0.82, "low": -0.9, "high": 2.5}},
+             {"temperature": 4.0, "alpha": 0.9, "val_accuracy": 0.90, "val_macro_f1": 0.90, "val_agreement": 0.97,
+              "vs_baseline": {"metric": "accuracy", "estimate": 3.65, "low": 1.2, "high": 6.0}}]
+    sweep = {"metric": "accuracy", "cells": cells, "grid": {"temperature": [1, 4], "alpha": [0.9]}}
+    fig = sv.heatmap_figure(sweep, "val_accuracy")
+    shade, values = fig.data[0].z, fig.data[0].customdata
+    assert shade[0][0] == pytest.approx(0.8635) and values[0][0] == pytest.approx(0.8717)  # noise: the baseline's colour
+    assert shade[0][1] == pytest.approx(0.90)  # a measurable gain keeps its colour
+    assert "≈ baseline" in fig.data[0].text[0][0] and "≈" not in fig.data[0].text[0][1]
+    assert fig.layout.xaxis.title.text.startswith("temperature T") and fig.layout.yaxis.title.text == "KD weight alpha"
+    assert sv.noise_mask({**sweep, "cells": [{k: v for k, v in c.items() if k != "vs_baseline"} for c in cells]},
+                         "val_accuracy", [0.9], [1.0, 4.0]) is None  # an old sweep file: no intervals to judge by
+
+
+def test_latency_axis_follows_the_medians_not_one_slow_call():
+    from distill_core.views import performance as pv
+
+    lat = lambda p50, p95: {"median_len": {"p50": p50, "p95": p95}, "max_len": {"p50": 2 * p50, "p95": 2 * p95}}  # noqa
+    bench = {"settings": {"median_tokens": 51, "max_length": 128},
+             "models": {"teacher": {"latency_ms": lat(30.0, 190.0)}, "student": {"latency_ms": lat(15.0, 20.0)}}}
+    fig = pv.latency_figure(bench)
+    assert fig.layout.yaxis.range[1] == pytest.approx(1.6 * 60.0)  # not 380 ms: the bars stay readable

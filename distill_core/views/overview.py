@@ -100,7 +100,9 @@ def lora_note(architectures: dict | None) -> str | None:
 
 
 def _size(m: dict) -> float | None:
-    return m.get("dir_size_bytes") or m.get("size_bytes")
+    """The model's weights file in bytes: the one size every page and the bench quote (the folder adds the config
+    and the tokenizer, the same for every model of a family)."""
+    return m.get("size_bytes") or m.get("dir_size_bytes")
 
 
 def _retention(m: dict, teacher: dict) -> float | None:
@@ -215,6 +217,9 @@ def per_class_f1(results: dict) -> pd.DataFrame:
     return df.reindex(names) if names else df
 
 
+METRIC_GREY = "#6b6b6b"  # a metric in a legend, never a model's colour
+
+
 def overview_figure(table: pd.DataFrame) -> go.Figure:
     """Bars of the overview table: quality, parameters, size (and latency when benchmarked)."""
     panels = [("Test accuracy / macro-F1", None), ("Parameters (M)", "Parameters"),
@@ -225,9 +230,13 @@ def overview_figure(table: pd.DataFrame) -> go.Figure:
     names = [SHORT_TITLES.get(k, k) for k in table.index]
     colors = [MODEL_COLORS.get(k, "#555") for k in table.index]
     for metric, opacity in (("Test accuracy", 1.0), ("Macro-F1", 0.55)):
+        # Labels inside the bars, turned: side by side above them, two of 90% overlap into one unreadable string.
         fig.add_trace(go.Bar(x=names, y=table[metric], name=metric, marker_color=colors, opacity=opacity,
-                             text=[f"{v:.1%}" if pd.notna(v) else "" for v in table[metric]], textposition="outside",
+                             text=[f"{v:.1%}" if pd.notna(v) else "" for v in table[metric]], textposition="inside",
+                             textangle=-90, insidetextanchor="end", showlegend=False,
                              hovertemplate="%{x}<br>" + metric + " %{y:.2%}<extra></extra>"), 1, 1)
+        # The legend says which bar is which metric in a neutral grey: model colours stay the models'.
+        fig.add_trace(go.Bar(x=[None], y=[None], name=metric, marker_color=METRIC_GREY, opacity=opacity), 1, 1)
     for col, (_, column) in enumerate(panels[1:], start=2):
         y = table[column] / (1e6 if column == "Parameters" else 1)
         fig.add_trace(go.Bar(x=names, y=y, marker_color=colors, showlegend=False,

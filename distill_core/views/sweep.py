@@ -18,7 +18,7 @@ def sweep_table(sweep: dict[str, Any]) -> pd.DataFrame:
     """One row per cell: T, alpha, validation accuracy, macro-F1, agreement, its difference from the baseline cell
     with the 95% interval, training time; the baseline first."""
     rows = [{"Cell": "baseline (no teacher)" if c["alpha"] == 0 else f"T={c['temperature']:g}, alpha={c['alpha']:g}",
-             "T": None if c["alpha"] == 0 else c["temperature"], "alpha": c["alpha"],
+             "T": float("nan") if c["alpha"] == 0 else c["temperature"], "alpha": c["alpha"],
              "Validation accuracy": c["val_accuracy"], "Validation macro-F1": c["val_macro_f1"],
              "Agreement with teacher": c["val_agreement"], "vs baseline (points, 95% interval)": _vs_text(c),
              "Train time (s)": c.get("train_time_s")}
@@ -65,19 +65,42 @@ def heatmap_figure(sweep: dict[str, Any], metric: str = "val_accuracy") -> go.Fi
     base = _baseline(sweep)
     text = [[f"{v:.2%}" if metric != "val_agreement" and np.isfinite(v) else (f"{v:.3f}" if np.isfinite(v) else "")
              for v in row] for row in z]
+    shade = z.copy()
+    noise = noise_mask(sweep, metric, alphas, temps)
+    if base is not None and noise is not None:  # a difference the interval cannot tell from 0 is drawn as the baseline
+        shade[noise] = base[metric]
+        text = [[t + ("<br>≈ baseline" if noise[i, j] and t else "") for j, t in enumerate(row)]
+                for i, row in enumerate(text)]
     kw = dict(colorscale="RdBu", zmid=base[metric]) if base else dict(colorscale="Viridis")
-    fig = go.Figure(go.Heatmap(z=z, x=[f"T={t:g}" for t in temps], y=[f"alpha={a:g}" for a in alphas], text=text,
-                               texttemplate="%{text}", colorbar=dict(title=METRICS[metric].split(" (")[0]),
-                               hovertemplate="%{y}, %{x}<br>%{z:.4f}<extra></extra>", **kw))
+    fig = go.Figure(go.Heatmap(z=shade, customdata=z, x=[f"T={t:g}" for t in temps], y=[f"alpha={a:g}" for a in alphas],
+                               text=text, texttemplate="%{text}", colorbar=dict(title=METRICS[metric].split(" (")[0]),
+                               hovertemplate="%{y}, %{x}<br>%{customdata:.4f}<extra></extra>", **kw))
+    fig.update_xaxes(title_text="temperature T (softens the teacher's probabilities)")
+    fig.update_yaxes(title_text="KD weight alpha")
     best = sweep.get("best")
     if best and best["alpha"] in alphas and best["temperature"] in temps:
         fig.add_shape(type="rect", xref="x", yref="y", line=dict(color="black", width=3),
                       x0=temps.index(best["temperature"]) - 0.5, x1=temps.index(best["temperature"]) + 0.5,
                       y0=alphas.index(best["alpha"]) - 0.5, y1=alphas.index(best["alpha"]) + 0.5)
     title = METRICS[metric] + (f"; baseline (no teacher) {base[metric]:.2%}" if base and metric != "val_agreement" else "")
-    fig.update_layout(title=title, height=140 + 70 * len(alphas), margin=dict(t=50, b=10, l=10, r=10),
+    fig.update_layout(title=title, height=170 + 70 * len(alphas), margin=dict(t=50, b=10, l=10, r=10),
                       yaxis=dict(autorange="reversed"))
     return fig
+
+
+def noise_mask(sweep: dict[str, Any], metric: str, alphas: list[float], temps: list[float]) -> np.ndarray | None:
+    """(A, T) True where a distilled cell's difference from the baseline cell has a 95% interval that includes 0 (on
+    the metric the sweep compared on); None when the sweep holds no intervals (a sweep file from before they were
+    recorded) or ``metric`` is not the one compared."""
+    compared = {"accuracy": "val_accuracy", "macro_f1": "val_macro_f1"}.get(headline(sweep))
+    cells = [c for c in sweep.get("cells", []) if c["alpha"] > 0 and c.get("vs_baseline")]
+    if metric != compared or not cells:
+        return None
+    mask = np.zeros((len(alphas), len(temps)), dtype=bool)
+    for c in cells:
+        d = c["vs_baseline"]
+        mask[alphas.index(c["alpha"]), temps.index(c["temperature"])] = d["low"] <= 0 <= d["high"]
+    return mask
 
 
 def heatmap_png(sweep: dict[str, Any], metric: str = "val_accuracy") -> bytes:
