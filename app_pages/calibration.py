@@ -67,7 +67,8 @@ def reliability_ui(run, report: dict) -> None:
     st.caption("Each bar is the accuracy of the test texts whose confidence (top-class probability) falls in that "
                "bin: on the dashed diagonal "
                "a model is right as often as it claims, below it over-confident, above it under-confident; the "
-               "lower row shows how many texts each bin holds (log scale).")
+               "lower row shows how many texts each bin holds (log scale, one range for all models). A faint bar holds fewer "
+               f"than {cv.FEW_TEXTS} texts: its accuracy says little.")
     left, right = st.columns(2)
     name = f"{run.run_id}_reliability{'_scaled' if scaled else ''}"
     left.download_button("Reliability diagrams (PNG)", lambda: cv.reliability_png(bins), f"{name}.png", "image/png",

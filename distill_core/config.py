@@ -36,7 +36,7 @@ CLASS_WEIGHTS = ("none", "balanced")  # --class-weights: plain cross-entropy, or
 # One colour and one pair of titles per model across every chart, table and message.
 MODEL_COLORS = {"teacher": "#1f4e8c", "student": "#e8702a", "baseline": "#8c8c8c", "student_int8": "#c9a227"}
 MODEL_TITLES = {
-    "teacher": "Teacher (BERT)",
+    "teacher": "Teacher",
     "student": "Distilled student",
     "baseline": "Baseline student (no teacher)",
     "student_int8": "Distilled student, int8",

@@ -28,7 +28,7 @@ def test_predict_attention_and_batch_on_the_tiny_run(tiny_run):
     assert att.attentions.shape[:2] == (4, 4) and att.tokens[0] == "[CLS]"
     assert app.layer_map(tiny_run, "student") == [0, 2]
     table = app.classify_batch(tiny_run, ["teacher", "student"], ["stocks fell", "the team won"])
-    assert list(table.columns) == ["text", "Teacher (BERT)", "Teacher (BERT) confidence", "Distilled student",
+    assert list(table.columns) == ["text", "Teacher", "Teacher confidence", "Distilled student",
                                    "Distilled student confidence", "All agree"]
     with pytest.raises(InputError, match="empty"):
         app.predict(tiny_run, "teacher", "   ")

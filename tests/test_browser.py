@@ -131,7 +131,7 @@ def test_every_page_in_chromium(server, browser, tokenizer):
     settle(page)
     metrics = page.locator('[data-testid="stMetric"]')
     answers = [metrics.nth(i).inner_text() for i in range(3)]
-    for title, answer in zip(("Teacher (BERT)", "Distilled student", "Baseline student"), answers):
+    for title, answer in zip(("Teacher", "Distilled student", "Baseline student"), answers):
         assert title in answer and any(label in answer for label in LABELS), answers
     assert page.get_by_text("confidence").count() >= 3
     no_exception(page)

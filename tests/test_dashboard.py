@@ -98,7 +98,7 @@ def test_overview_shows_the_three_models(run_dir):
     assert at.title[0].value == "Overview"
     assert at.sidebar.selectbox[0].value == run_dir.name
     table = at.dataframe[0].value
-    assert list(table["Model"]) == ["Teacher (BERT)", "Distilled student", "Baseline student (no teacher)"]
+    assert list(table["Model"]) == ["Teacher", "Distilled student", "Baseline student (no teacher)"]
     for col in ("Test accuracy", "Macro-F1", "Parameters", "Size on disk (MB)",
                 "Accuracy retention (% of teacher)", "Size (% of teacher)"):
         assert col in table
@@ -142,7 +142,7 @@ def test_live_classification_by_all_three_models(run_dir):
     assert at.text_area(key="live_text").value.startswith("Kobe Bryant")
     labels = {"World", "Sports", "Business", "Sci/Tech"}
     metrics = {m.label: m.value for m in at.metric}
-    assert {metrics[k] for k in ("Teacher (BERT)", "Distilled student", "Baseline student (no teacher)")} <= labels
+    assert {metrics[k] for k in ("Teacher", "Distilled student", "Baseline student (no teacher)")} <= labels
     assert "ms" in texts(at.caption)
     assert "models" in texts(at.success) + texts(at.warning)  # agree or disagree, said in words
     probs = chart(at, "live_probs")
@@ -282,7 +282,7 @@ def test_missing_model_messages(run_dir):
     shutil.rmtree(run_dir / "student")
     at = open_app(LIVE)
     assert "distilled student is missing" in texts(at.warning)
-    assert {m.label for m in at.metric} >= {"Teacher (BERT)", "Baseline student (no teacher)"}
+    assert {m.label for m in at.metric} >= {"Teacher", "Baseline student (no teacher)"}
 
     at.switch_page(ATTENTION).run()
     assert not at.exception
@@ -299,7 +299,7 @@ def test_corrupt_model_folder_is_a_message(run_dir):
     (run_dir / "baseline" / "model.safetensors").write_bytes(b"\x00" * 64)
     at = open_app(LIVE)
     assert "could not be loaded" in texts(at.error)
-    assert "Teacher (BERT)" in {m.label for m in at.metric}  # the other models still answer
+    assert "Teacher" in {m.label for m in at.metric}  # the other models still answer
 
 
 def test_corrupt_csv_message(run_dir):

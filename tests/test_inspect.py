@@ -366,7 +366,7 @@ def test_calibration_views():
     m = {"accuracy": 0.9, "mean_confidence": 0.8, "ece": 0.1, "brier": 0.2, "nll": 0.3}
     report = {"models": {"teacher": {"temperature": 1.1, "before": m, "after": m},
                          "student": {"temperature": 0.7, "before": m, "after": m}}}
-    assert list(cv.metrics_table(report)["Model"]) == ["Teacher (BERT)", "Distilled student"]
+    assert list(cv.metrics_table(report)["Model"]) == ["Teacher", "Distilled student"]
     assert "under-confident" in cv.underconfidence_note(report, 2.0)
     assert cv.underconfidence_note(report, 1.0) is None  # not distilled at T > 1: no claim about why
     report["models"]["student"]["temperature"] = 1.05

@@ -170,7 +170,7 @@ def test_calibration_page_shows_stored_metrics_and_reliability(run_dir):
     at = open_app(CALIBRATION)
     assert at.title[0].value == "Calibration" and not at.error
     table = at.dataframe[0].value
-    assert list(table["Model"]) == ["Teacher (BERT)", "Distilled student", "Baseline student (no teacher)"]
+    assert list(table["Model"]) == ["Teacher", "Distilled student", "Baseline student (no teacher)"]
     stored = json.loads((run_dir / CALIBRATION_FILE).read_text())
     np.testing.assert_allclose(table["Temperature"], [stored["models"][k]["temperature"] for k in
                                                       ("teacher", "student", "baseline")])

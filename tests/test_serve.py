@@ -273,7 +273,7 @@ def test_any_model_of_the_run_can_be_served(tiny_run):
     with TestClient(app) as c:
         body = c.post("/predict", json={"text": "stocks rose"}).json()
         assert body["model"] == "teacher" and problem_with(body, teacher.labels) is None
-        assert c.get("/info").json()["title"] == "Teacher (BERT)"
+        assert c.get("/info").json()["title"] == "Teacher"
 
 
 def test_the_command_listens_on_loopback_unless_told_otherwise():

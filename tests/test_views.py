@@ -260,3 +260,33 @@ def test_latency_axis_follows_the_medians_not_one_slow_call():
              "models": {"teacher": {"latency_ms": lat(30.0, 190.0)}, "student": {"latency_ms": lat(15.0, 20.0)}}}
     fig = pv.latency_figure(bench)
     assert fig.layout.yaxis.range[1] == pytest.approx(1.6 * 60.0)  # not 380 ms: the bars stay readable
+
+
+@pytest.mark.parametrize("n, stacked", [(12, False), (40, True)])
+def test_attention_maps_titles_on_two_lines_and_long_texts_stacked(n, stacked):
+    from distill_core.views import attention as av
+
+    tokens = [f"w{i}" for i in range(n)]
+    view = av.AttentionView(tokens=tokens, matrix=np.full((n, n), 1 / n), cls_row=None, layer=2, head=None,
+                            n_layers=3, n_heads=4, n_total=n, n_capped=0)
+    fig = av.attention_pair_figure([view, view], ["Teacher · layer 3/3, mean of heads · Sports 87%",
+                                                  "Distilled student · layer 3/3, mean of heads · Sports 80%"])
+    assert [a.text.split("<br>")[0] for a in fig.layout.annotations] == ["Teacher", "Distilled student"]
+    domains = (fig.layout.xaxis.domain, fig.layout.xaxis2.domain)
+    assert (domains[0] == domains[1]) is stacked  # one under the other: both the full width
+    assert fig.layout.height >= (2 * (16 * n + 220) if stacked else 440)
+
+
+def test_calibration_count_panels_share_one_range_and_thin_bins_are_faint():
+    import pandas as pd
+
+    from distill_core.views import calibration as cv
+
+    rows = [{"model": k, "lower": lo, "upper": lo + 0.5, "accuracy": 1.0, "confidence": lo + 0.25, "count": c,
+             "ece": 0.05} for k, counts in (("teacher", (1, 900)), ("student", (40, 90))) for lo, c in zip((0.0, 0.5), counts)]
+    fig = cv.reliability_figure(pd.DataFrame(rows))
+    ranges = {tuple(ax.range) for name, ax in fig.layout.to_plotly_json().items() if name.startswith("yaxis") and
+              ax.get("type") == "log" for ax in [fig.layout[name]]}
+    assert len(ranges) == 1  # one range for every model's counts
+    teacher_bars = fig.data[0]
+    assert list(teacher_bars.marker.opacity) == [0.25, 1.0]  # the one-text bin is faint

@@ -179,7 +179,7 @@ def difference_matrix(a: AttentionView, b: AttentionView) -> np.ndarray:
 
 
 def view_title(model_title: str, view: AttentionView, labels: Sequence[str]) -> str:
-    """'Teacher (BERT) · layer 6/6, mean of heads · Sports 87%'."""
+    """'Teacher · layer 6/6, mean of heads · Sports 87%'."""
     pred = ""
     if view.probs is not None and len(labels):
         i = int(np.argmax(view.probs))
@@ -192,21 +192,31 @@ def _axis_ticks(tokens: Sequence[str]) -> dict:
     return dict(tickmode="array", tickvals=list(range(len(tokens))), ticktext=list(tokens), tickfont=dict(size=10))
 
 
+STACK_TOKENS = 30  # above this many tokens the two maps are drawn one under the other, each twice as large
+
+
 def attention_pair_figure(views: Sequence[AttentionView], titles: Sequence[str]) -> go.Figure:
     """Heatmaps side by side on one colour scale (0 .. the largest weight shown), token labels on both axes."""
     zmax = max(float(v.matrix.max()) for v in views) if views else 1.0
-    fig = make_subplots(rows=1, cols=len(views), subplot_titles=list(titles), horizontal_spacing=0.12)
+    n = max((len(v.tokens) for v in views), default=0)
+    stacked = n > STACK_TOKENS  # long texts: one map under the other, each the page's full width
+    # Titles on two lines (model, then layer and prediction), so that two of them side by side never overlap.
+    titles = [t.replace(" · ", "<br>", 1) for t in titles]
+    fig = make_subplots(rows=len(views) if stacked else 1, cols=1 if stacked else len(views), subplot_titles=titles,
+                        horizontal_spacing=0.12, vertical_spacing=0.08)
     for i, v in enumerate(views, start=1):
+        row, col = (i, 1) if stacked else (1, i)
         hover = np.array([[f"{q} → {k}" for k in v.tokens] for q in v.tokens], dtype=object)
         fig.add_trace(go.Heatmap(z=v.matrix, coloraxis="coloraxis", customdata=hover,
-                                 hovertemplate="%{customdata}<br>%{z:.3f}<extra></extra>"), 1, i)
-        fig.update_xaxes(_axis_ticks(v.tokens), tickangle=-60, row=1, col=i, title="key (attended to)",
+                                 hovertemplate="%{customdata}<br>%{z:.3f}<extra></extra>"), row, col)
+        fig.update_xaxes(_axis_ticks(v.tokens), tickangle=-60, row=row, col=col, title="key (attended to)",
                          constrain="domain")
         # Square cells: each y axis is scaled to its x axis (plotly names them x, x2, ...).
-        fig.update_yaxes(_axis_ticks(v.tokens), autorange="reversed", row=1, col=i, constrain="domain",
-                         scaleanchor="x" if i == 1 else f"x{i}", title="query (attending)" if i == 1 else None)
+        fig.update_yaxes(_axis_ticks(v.tokens), autorange="reversed", row=row, col=col, constrain="domain",
+                         scaleanchor="x" if i == 1 else f"x{i}", title="query (attending)" if i == 1 or stacked else None)
+    height = len(views) * min(1000, 16 * n + 220) if stacked else _heatmap_height(views)
     fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0, cmax=zmax, colorbar=dict(title="weight")),
-                      height=_heatmap_height(views), margin=dict(t=60, b=10, l=10, r=10))
+                      height=height, margin=dict(t=80, b=10, l=10, r=10))
     fig.update_annotations(font_size=13)
     return fig
 

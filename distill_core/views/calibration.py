@@ -63,10 +63,14 @@ def reliability_table(preds: pd.DataFrame, kinds: Sequence[str], temperatures: d
     return pd.concat(parts, ignore_index=True)
 
 
+FEW_TEXTS = 10  # a bin with fewer texts is drawn faint: its accuracy is a few coin flips
+
+
 def reliability_figure(table: pd.DataFrame) -> go.Figure:
     """Per model: accuracy of each confidence bin against the diagonal (top), and how many texts fall in it
     (bottom). Bars under the diagonal: over-confident; above it: under-confident."""
     kinds = list(dict.fromkeys(table["model"]))
+    top_count = float(table["count"].max()) if len(table) else 1.0
     titles = [f"{SHORT_TITLES[k]} · ECE {table.loc[table['model'] == k, 'ece'].iloc[0]:.3f}" for k in kinds]
     fig = make_subplots(rows=2, cols=len(kinds), row_heights=[0.72, 0.28], shared_xaxes=True,
                         vertical_spacing=0.06, horizontal_spacing=0.06, subplot_titles=titles)
@@ -75,7 +79,10 @@ def reliability_figure(table: pd.DataFrame) -> go.Figure:
         centres = ((b["lower"] + b["upper"]) / 2).to_numpy()
         width = float((b["upper"] - b["lower"]).iloc[0])
         custom = np.stack([b["count"], b["confidence"]], -1)
+        # A bin of a handful of texts says little: drawn faint, so one lucky text is not read as a full bar.
+        opacity = np.where(b["count"].to_numpy() < FEW_TEXTS, 0.25, 1.0)
         fig.add_trace(go.Bar(x=centres, y=b["accuracy"], width=width, marker_color=MODEL_COLORS[kind],
+                             marker_opacity=opacity,
                              marker_line=dict(color="white", width=1), name=SHORT_TITLES[kind], showlegend=False,
                              customdata=custom, hovertemplate="confidence %{customdata[1]:.2f}<br>accuracy "
                              "%{y:.2f}<br>%{customdata[0]} texts<extra></extra>"), 1, i)
@@ -86,7 +93,9 @@ def reliability_figure(table: pd.DataFrame) -> go.Figure:
         fig.update_xaxes(range=[0, 1], row=1, col=i)
         fig.update_xaxes(range=[0, 1], title="confidence", row=2, col=i)
         fig.update_yaxes(range=[0, 1], row=1, col=i, title="accuracy" if i == 1 else None)
-        fig.update_yaxes(type="log", dtick=1, row=2, col=i, title="texts" if i == 1 else None)  # powers of 10 only
+        # One range for every model's counts (powers of 10 only), so the panels compare at a glance.
+        fig.update_yaxes(type="log", dtick=1, range=[-0.1, np.log10(max(1, top_count)) + 0.15], row=2, col=i,
+                         title="texts" if i == 1 else None)
     fig.update_layout(height=470, margin=dict(t=50, b=10, l=10, r=10), bargap=0,
                       legend=dict(orientation="h", yanchor="bottom", y=1.06, x=0))
     fig.update_annotations(font_size=12)
@@ -105,11 +114,15 @@ def reliability_png(table: pd.DataFrame) -> bytes:
         centres = ((b["lower"] + b["upper"]) / 2).to_numpy()
         width = float((b["upper"] - b["lower"]).iloc[0])
         top, bottom = axes[0, i], axes[1, i]
-        top.bar(centres, b["accuracy"].fillna(0), width=width, color=MODEL_COLORS[kind], edgecolor="white")
+        few = (b["count"] < FEW_TEXTS).to_numpy()
+        top.bar(centres[~few], b["accuracy"].fillna(0)[~few], width=width, color=MODEL_COLORS[kind], edgecolor="white")
+        top.bar(centres[few], b["accuracy"].fillna(0)[few], width=width, color=MODEL_COLORS[kind], alpha=0.25,
+                edgecolor="white")
         top.plot([0, 1], [0, 1], "--", color="#444", lw=1, label="perfectly calibrated")
         top.set(xlim=(0, 1), ylim=(0, 1), title=f"{SHORT_TITLES[kind]} · ECE {b['ece'].iloc[0]:.3f}")
         bottom.bar(centres, b["count"], width=width, color=MODEL_COLORS[kind], alpha=0.55)
         bottom.set_yscale("log")
+        bottom.set_ylim(0.8, max(1.0, float(table["count"].max())) * 1.4)  # one range for every model
         bottom.set_xlabel("confidence")
         if i == 0:
             top.set_ylabel("accuracy")

@@ -100,8 +100,9 @@ def kd_components_figure(student: pd.DataFrame, x: str = "step", smoothing: floa
     """The distilled student's loss split into its KD (soft targets) and CE (hard labels) terms, and the
     hidden-state and teacher's-prediction terms when the run used them."""
     _check_x(x)
-    parts = [("kd_loss", "KD loss (T² · KL to the teacher)", "#e8702a"), ("ce_loss", "CE loss (true labels)", "#1f4e8c"),
-             ("hidden_loss", "hidden-state loss", "#2a9d8f"),
+    # Colours of their own: the models' colours (teacher blue, student orange) mean models on every page.
+    parts = [("kd_loss", "KD loss (T² · KL to the teacher)", "#c2185b"), ("ce_loss", "CE loss (true labels)", "#2a9d8f"),
+             ("hidden_loss", "hidden-state loss", "#6a994e"),
              ("hard_loss", "CE to the teacher's predicted class", "#9b5de5"), ("train_loss", "total", "#444")]
     fig = go.Figure()
     for col, name, color in parts:
