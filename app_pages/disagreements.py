@@ -72,13 +72,15 @@ def table_ui(run, shown, student: str, signature: str) -> int | None:
     conf = {c: st.column_config.ProgressColumn(c, format="percent", min_value=0, max_value=1)
             for c in shown.columns if c.endswith("confidence")}
     conf[dv.ROW] = st.column_config.NumberColumn(dv.ROW, help="Position in the run's test set", width="small")
-    conf["Text"] = st.column_config.TextColumn("Text", width="large")
+    conf["Text"] = st.column_config.TextColumn("Text", width="medium")
     kl = dv.kl_column(student)
     if kl in shown:
-        conf[kl] = st.column_config.NumberColumn(kl, format="%.3f", help="How far the student's distribution is "
-                                                 "from the teacher's on this text, in nats (0: identical).")
+        conf[kl] = st.column_config.NumberColumn(kl, format="%.3f", width="small", help="How far the student's "
+                                                 "distribution is from the teacher's on this text, in nats (0: identical).")
+    # The sort column first, beside the row number, so the order the table is in can be seen without scrolling.
+    order = [dv.ROW, *([kl] if kl in shown else []), *[c for c in shown.columns if c not in (dv.ROW, kl)]]
     # A new key whenever the filters change, so a row picked in one filtered table never points into another.
-    event = st.dataframe(shown, column_config=conf, hide_index=True, width="stretch", height=360,
+    event = st.dataframe(shown, column_config=conf, column_order=order, hide_index=True, width="stretch", height=360,
                          on_select="rerun", selection_mode="single-row", key=f"dis_table_{signature}")
     st.caption("Click a row to inspect it below; click a column header to sort by it.")
     st.download_button("Table (CSV)", shown.to_csv(index=False).encode(), f"{run.run_id}_disagreements.csv",

@@ -84,7 +84,7 @@ def test_training_progress_follows_the_runs_own_report(tiny_run, tmp_path):
 
 def test_run_details_markdown(tiny_run):
     md = rv.run_details_markdown(load_run(tiny_run))
-    for part in ("tiny_news", "World, Sports, Business, Sci/Tech", "Distilled student", "from teacher layers [0, 2]",
+    for part in ("tiny_news", "World, Sports, Business, Sci/Tech", "Distilled student", "from teacher layers 1, 3 (counting from 1)",
                  "T = 2.0, alpha = 0.5"):
         assert part in md
 

@@ -232,8 +232,9 @@ def _training(kind: str, config: dict[str, Any], me: dict[str, Any]) -> str:
         else:
             arch = (config.get("architectures") or {}).get(kind) or {}
             layer_map = arch.get("layer_map") or model.get("layer_map")
-            start = (f"a {arch.get('class') or 'DistilBERT'} built from the teacher, copying its embeddings and its "
-                     f"layers {', '.join(map(str, layer_map)) if layer_map else 'every other'}")
+            layers = (f"layers {', '.join(str(j + 1) for j in layer_map)} (counting from 1)" if layer_map
+                      else "every other layer")
+            start = f"a {arch.get('class') or 'DistilBERT'} built from the teacher, copying its embeddings and its {layers}"
         lines.append(f"- **Starting point**: {start}.")
         if kind == "student":
             t, a = kd.get("temperature"), kd.get("alpha")

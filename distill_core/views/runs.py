@@ -47,7 +47,8 @@ def run_details_markdown(info: RunInfo) -> str:
     for kind in MODEL_KINDS:
         a = arch.get(kind)
         if a:
-            extra = f", from teacher layers {a['layer_map']}" if kind != "teacher" and a.get("layer_map") else ""
+            extra = (f", from teacher layers {', '.join(str(j + 1) for j in a['layer_map'])} (counting from 1)"
+                     if kind != "teacher" and a.get("layer_map") else "")
             heads = "n/a" if "heads" in a and a["heads"] is None else a.get("heads", "?")  # LSTM: no heads
             lines.append(f"**{MODEL_TITLES[kind]}** {a.get('class', '?')}: {a.get('layers', '?')} layers, "
                          f"{heads} heads, {_millions(a.get('parameters'))} parameters{extra}")
