@@ -76,11 +76,12 @@ def deep_link(default, script: Path, url_path: str):
 
 def pages(have_runs: bool) -> list:
     """Every page, each at its own URL path (``/overview``, ``/attention``, ...), the default page also at ``/``."""
+    # One path for the welcome page whether or not runs exist: a session that trains its first run from it stays on
+    # it (and its progress) when the run appears and the Overview becomes the default page.
     welcome = st.Page(PAGES / "welcome.py", title="Welcome" if not have_runs else "Train a run",
-                      icon=":material/rocket_launch:", url_path="welcome" if have_runs else "home",
-                      default=not have_runs)
+                      icon=":material/rocket_launch:", url_path="welcome", default=not have_runs)
     if not have_runs:
-        return [welcome, deep_link(welcome, PAGES / "welcome.py", "welcome")]
+        return [welcome]
     found = [
         st.Page(PAGES / "overview.py", title="Overview", icon=":material/table_chart:", url_path="home", default=True),
         st.Page(PAGES / "sweep.py", title="Sweep: T and alpha", icon=":material/tune:", url_path="sweep"),

@@ -82,7 +82,7 @@ def single_ui(run, kinds: list[str], text: str) -> None:
     probs = {o.model: o.probs_at(temps.get(o.model, 1.0)) for o in outputs}  # (C,) each
     for col, o in zip(st.columns(len(outputs)), outputs):
         note = f" (T = {temps[o.model]:.2f})" if o.model in temps else ""
-        col.metric(MODEL_TITLES[o.model], o.label, f"{probs[o.model].max():.1%} confidence{note}", delta_color="off")
+        col.metric(MODEL_TITLES[o.model], o.label, f"{probs[o.model].max():.1%} confidence{note}", delta_color="off", delta_arrow="off")
         col.caption(f":material/timer: {o.ms:.1f} ms · {o.n_tokens} tokens",
                     help=f"Median of {app.LIVE_REPEATS} calls after a warm-up, tokenisation included, batch of one")
     series = {SHORT_TITLES[o.model]: probs[o.model] for o in outputs}
@@ -139,7 +139,7 @@ def temperature_ui(run, outputs: dict) -> None:
         if kind in outputs:
             right.metric(f"KL(teacher ‖ {SHORT_TITLES[kind].lower()}) at T = {t:g}",
                          f"{lv.kl_to_teacher(teacher, outputs[kind], t):.4f} nats",
-                         f"{lv.kl_to_teacher(teacher, outputs[kind], 1.0):.4f} at T = 1", delta_color="off")
+                         f"{lv.kl_to_teacher(teacher, outputs[kind], 1.0):.4f} at T = 1", delta_color="off", delta_arrow="off")
     right.caption("The distilled student's loss has the term α·T²·KL(teacher_T ‖ student_T); "
                   "lower KL means the student mimics the teacher more closely on this text.")
 

@@ -60,7 +60,7 @@ def headline_ui(table, metric: str = "accuracy") -> None:
     if "baseline" in table.index:
         b = table.loc["baseline"]
         cols[3].metric("Distillation vs no teacher", f"{(s[column] - b[column]) * 100:+.1f} pts",
-                       f"student minus baseline {words}", delta_color="off")
+                       f"student minus baseline {words}", delta_color="off", delta_arrow="off")
 
 
 # What the table on screen shows, in this order, so that it fits a 1500-px screen without scrolling; the CSV download
@@ -247,7 +247,7 @@ def ship_ui(run, stand: Standing) -> None:
         icon, show = SHIP_STYLE[c.state]
         figure = "" if c.value is None and c.threshold == 0 else (
             f"{with_unit(c.value, c.unit)} (threshold: {threshold_words(c)}). ")
-        show(f"**{c.name}: {c.state}.** {figure}{c.evidence}", icon=icon)
+        show(f"**{c.name}: {c.state}.** {figure}{app.with_run_id(c.evidence)}", icon=icon)
     st.caption("A check passes when its whole 95% interval is on the good side of your threshold, fails when the whole "
                "interval is on the bad side, and is inconclusive when it straddles the threshold: the test set is too "
                "small to tell.")

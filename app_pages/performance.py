@@ -218,7 +218,7 @@ def classic_pair_ui(run) -> None:
                                         ("int8_vs_teacher", "int8 distilbert-base vs bert-base"))):
         if sp.get(f"{key}_max_len"):
             col.metric(label, f"{sp[f'{key}_max_len']:.2f}× faster", f"{sp.get(f'{key}_median_len') or 0:.2f}× at median length",
-                       delta_color="off")
+                       delta_color="off", delta_arrow="off")
     left, right = st.columns(2)
     left.plotly_chart(pv.latency_figure(b), width="stretch", key="classic_latency")
     right.plotly_chart(pv.throughput_figure(b), width="stretch", key="classic_throughput")

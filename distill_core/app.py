@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,6 +117,17 @@ def comparable_students(run: RunInfo) -> list[str]:
     return students
 
 
+_COMMAND_RUN = re.compile(r"(`python -m distill_core [a-z]+ )RUN\b")
+
+
+def with_run_id(text: str) -> str:
+    """A message's commands with the picked run's id in place of the placeholder ``RUN``, ready to paste."""
+    if not _COMMAND_RUN.search(text):
+        return text
+    run = selected_run()
+    return _COMMAND_RUN.sub(lambda m: m.group(1) + run.run_id, text) if run is not None else text
+
+
 @contextmanager
 def friendly_errors(what: str) -> Iterator[None]:
     """Show an error in this block on the page instead of a traceback; the rest of the page still renders.
@@ -128,7 +140,7 @@ def friendly_errors(what: str) -> Iterator[None]:
     try:
         yield
     except DistillError as e:
-        st.error(f"**{what}:** {e}")
+        st.error(f"**{what}:** {with_run_id(str(e))}")
     except Exception as e:
         if (line := os_error_message(e)) is not None:
             st.error(f"**{what}:** {line}")

@@ -271,8 +271,8 @@ def test_every_page_has_its_own_url_path(have_runs):
     if have_runs:
         assert served[""] == served["overview"] == "overview" and served["attention"] == "attention"
         assert served["welcome"] == "welcome"
-    else:
-        assert served[""] == served["welcome"] == "welcome"
+    else:  # one page before the first run: the root; it keeps the path "welcome" it has once runs exist
+        assert served[""] == "welcome" and paths == ["welcome"]
 
 
 # ----------------------------------------------------------------------------- broken runs
@@ -369,3 +369,10 @@ def test_train_button_starts_a_run_and_follows_it(tmp_path, monkeypatch):
     assert at.status[0].label == "Training finished (exit code 0)"
     assert "20990101-000000_fake" in at.get("progress")[0].proto.text
     assert "The run is complete" in texts(at.success)
+
+
+def test_commands_in_messages_name_the_picked_run(run_dir):
+    at = open_app(OVERVIEW)
+    shown = " ".join(str(e.value) for e in [*at.info, *at.warning, *at.error, *at.success])
+    assert f"python -m distill_core bench {run_dir.name}`" in shown  # the speed check's fix, ready to paste
+    assert "distill_core bench RUN`" not in shown
