@@ -307,8 +307,9 @@ def test_every_page_runs_on_an_lstm_run(lstm_runs, page):
     from test_dashboard import open_app, texts
 
     at = open_app(f"app_pages/{page}.py")  # asserts no exception
-    # A release check the tiny random students fail is shown in red on the Overview; nothing else may be an error.
-    errors = [e for e in at.error if "(threshold " not in str(e.value)]
+    # A release check the tiny random students fail, and the answer it gives, are shown in red on the Overview;
+    # nothing else may be an error.
+    errors = [e for e in at.error if "(threshold" not in str(e.value) and "Ready to ship?" not in str(e.value)]
     assert not errors, texts(errors)
     if page == "explain":
         assert "is a BiLSTM and has none" in texts(at.info)  # attention rollout does not apply
