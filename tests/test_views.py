@@ -102,7 +102,7 @@ def test_difference_needs_the_same_tokens():
     b = av.attention_view(fake_attention(TOKENS, seed=2))
     np.testing.assert_allclose(av.difference_matrix(a, b), a.matrix - b.matrix)
     c = av.attention_view(fake_attention(TOKENS[:-1] + ["[PAD]"], seed=2))
-    with pytest.raises(ValueError, match="tokenise this text differently"):
+    with pytest.raises(ValueError, match="split this text into different tokens"):
         av.difference_matrix(a, c)
 
 
