@@ -20,6 +20,16 @@ from distill_core.views import evidence as ev
 from distill_core.views import overview as ov
 
 PERCENT_COLUMNS = ("Test accuracy", "Agreement with teacher")  # fractions in the table, % on screen
+
+
+def _compact(n: float) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+DISPLAY_FORMATS = {"Test accuracy": "{:.1f}%", "Macro-F1": "{:.3f}", "Agreement with teacher": "{:.1f}%",
+                   "Accuracy retention (% of teacher)": "{:.1f}%", "Parameters": _compact,
+                   "Trainable parameters": _compact, "Size on disk (MB)": "{:.1f}", "Size (% of teacher)": "{:.0f}%",
+                   "Latency p50 (ms)": "{:.1f}", "Speed-up vs teacher": "{:.2f}×"}
 COLUMN_FORMATS = {
     "Test accuracy": st.column_config.NumberColumn(format="%.1f%%"),
     "Macro-F1": st.column_config.NumberColumn(format="%.3f"),
@@ -65,7 +75,7 @@ def headline_ui(table, metric: str = "accuracy") -> None:
 
 # What the table on screen shows, in this order, so that it fits a 1500-px screen without scrolling; the CSV download
 # keeps every column (layers, train time, throughput ...).
-SHOWN_COLUMNS = ("Model", "Test accuracy", "Macro-F1", "Agreement with teacher", "Accuracy retention (% of teacher)",
+SHOWN_COLUMNS = ("Model", "Test accuracy", "Macro-F1", "Agreement with teacher",
                  "Parameters", "Trainable parameters", "Size on disk (MB)", "Size (% of teacher)", "Latency p50 (ms)",
                  "Speed-up vs teacher")
 
@@ -94,7 +104,16 @@ def table_ui(run, bench: dict | None) -> None:
     st.subheader("Models on the test set")
     rows = run.results.get("test_rows")
     st.caption(f"{rows:,} test examples." if rows else "")
-    st.dataframe(display_table(table), hide_index=True, column_config=COLUMN_FORMATS, width="stretch")
+    shown = display_table(table)
+    # Written out here, so that a figure a model lacks (the int8 row's agreement, an unbenchmarked latency) reads "—"
+    # instead of "None"; the CSV below keeps the numbers.
+    for col, fmt in DISPLAY_FORMATS.items():
+        if col in shown:
+            shown[col] = ["—" if pd.isna(v) else fmt(v) if callable(fmt) else fmt.format(v) for v in shown[col]]
+    labels = {c: st.column_config.Column(COLUMN_FORMATS[c]["label"] or c, help=COLUMN_FORMATS[c]["help"],
+                                         alignment="right") for c in shown.columns if c in COLUMN_FORMATS}
+    labels["Model"] = st.column_config.TextColumn("Model", width="medium")
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=labels)
     note = ov.lora_note(architectures)
     if note:
         st.caption(note)

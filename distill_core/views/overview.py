@@ -230,10 +230,8 @@ def overview_figure(table: pd.DataFrame) -> go.Figure:
     names = [SHORT_TITLES.get(k, k) for k in table.index]
     colors = [MODEL_COLORS.get(k, "#555") for k in table.index]
     for metric, opacity in (("Test accuracy", 1.0), ("Macro-F1", 0.55)):
-        # Labels inside the bars, turned: side by side above them, two of 90% overlap into one unreadable string.
         fig.add_trace(go.Bar(x=names, y=table[metric], name=metric, marker_color=colors, opacity=opacity,
-                             text=[f"{v:.1%}" if pd.notna(v) else "" for v in table[metric]], textposition="inside",
-                             textangle=-90, insidetextanchor="end", showlegend=False,
+                             textposition="none", showlegend=False,  # two labels of 90% side by side overlap: hover
                              hovertemplate="%{x}<br>" + metric + " %{y:.2%}<extra></extra>"), 1, 1)
         # The legend says which bar is which metric in a neutral grey: model colours stay the models'.
         fig.add_trace(go.Bar(x=[None], y=[None], name=metric, marker_color=METRIC_GREY, opacity=opacity), 1, 1)
