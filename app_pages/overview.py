@@ -23,7 +23,8 @@ PERCENT_COLUMNS = ("Test accuracy", "Agreement with teacher")  # fractions in th
 
 
 def _compact(n: float) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+    """22.7M, 204.7k, 3,204: parameter counts short, small ones whole."""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else f"{n:,.0f}"
 
 
 DISPLAY_FORMATS = {"Test accuracy": "{:.1f}%", "Macro-F1": "{:.3f}", "Agreement with teacher": "{:.1f}%",

@@ -241,6 +241,6 @@ def test_overview_page_shows_the_trainable_column_and_note(lora_run, tmp_path, m
     finally:
         torch.set_num_threads(threads)  # dashboard.py sets the thread count for its process
     table = at.dataframe[0].value
-    assert list(table["Trainable parameters"]) == [4 * 3 * 256 + 132, 2 * 3 * 256 + 1056 + 132,
-                                                   2 * 3 * 256 + 1056 + 132]
+    assert list(table["Trainable parameters"]) == [f"{n:,}" for n in (4 * 3 * 256 + 132, 2 * 3 * 256 + 1056 + 132,
+                                                                       2 * 3 * 256 + 1056 + 132)]  # as shown
     assert "Trained with LoRA" in texts(at.caption)
