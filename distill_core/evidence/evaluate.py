@@ -18,7 +18,7 @@ import torch
 from sklearn.metrics import classification_report, confusion_matrix
 from transformers import AutoTokenizer
 
-from ..train.batching import TestLoaders
+from ..train.batching import ScoringLoaders
 from .calibration import calibrate_run
 from ..ship.model_card import write_model_cards
 from ..config import MODEL_KINDS
@@ -96,7 +96,7 @@ def evaluate_run(run_dir: Path, splits: Splits | None = None, timings: dict | No
         except RunError:
             old = {}
     device = scoring_device(device)
-    loaders = TestLoaders(splits.test, cfg.data.max_length, cfg.data.truncation, cfg.train.eval_batch_size,
+    loaders = ScoringLoaders(splits.test, cfg.data.max_length, cfg.data.truncation, cfg.train.eval_batch_size,
                           device_type=device.type)
     labels = np.asarray(list(splits.test["label"]))
     names = splits.label_names

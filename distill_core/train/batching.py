@@ -116,11 +116,11 @@ def tokenizer_key(tokenizer) -> tuple:
             bool(tokenizer.init_kwargs.get("do_lower_case", False)))
 
 
-class TestLoaders:
+class ScoringLoaders:
     """One split's evaluation loaders, tokenised once per distinct tokenizer: models with other vocabularies each
     read the same texts, in the same order, through their own tokens.
 
-        loaders = TestLoaders(splits.test, max_length=128, truncation="head", batch_size=128)
+        loaders = ScoringLoaders(splits.test, max_length=128, truncation="head", batch_size=128)
         logits, labels = predict_logits(model, loaders.get(tokenizer))   # rows in the split's order
     """
 
