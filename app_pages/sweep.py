@@ -89,9 +89,10 @@ def results_ui(run, sweep: dict) -> None:
                   "hundred validation texts are within the noise."))
     st.plotly_chart(sv.heatmap_figure(sweep, metric), width="stretch", key="sweep_heatmap")
     table = sv.sweep_table(sweep)
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
+    shown = table.assign(T=["—" if t != t else f"{t:g}" for t in table["T"]])  # the baseline has no temperature
+    st.dataframe(shown, hide_index=True, width="stretch", column_config={
         "Validation accuracy": st.column_config.NumberColumn(format="percent"),
-        "T": st.column_config.NumberColumn(format="%g", help="Blank for the baseline: it has no teacher"),
+        "T": st.column_config.Column("T", help="A dash for the baseline: it has no teacher", alignment="right"),
         "Validation macro-F1": st.column_config.NumberColumn(format="%.4f"),
         "Agreement with teacher": st.column_config.NumberColumn(format="percent"),
         "Train time (s)": st.column_config.NumberColumn(format="%.0f")})

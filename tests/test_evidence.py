@@ -428,3 +428,17 @@ def test_transfer_texts_that_are_test_or_validation_texts_are_dropped_and_counte
     cfg = json.loads((tmp_path / "leak" / "config.json").read_text())
     assert cfg["dataset_info"]["rows"]["transfer"] == 41  # the 41 hidden-label training texts, no test text
     assert "--transfer-dataset texts dropped as already in the run: 24 test" in caplog.text
+
+
+def test_the_sweep_table_shows_a_dash_for_the_baselines_temperature(tiny_run, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    root = tmp_path / "runs"
+    run = root / tiny_run.name
+    shutil.copytree(tiny_run, run)
+    monkeypatch.setenv("DISTILL_RUNS_DIR", str(root))
+    assert main(["sweep", str(run), "--temperature", "2", "--alpha", "0.5"]) == 0
+    at = AppTest.from_file("../dashboard.py", default_timeout=60).run()
+    at.switch_page("app_pages/sweep.py").run()
+    table = at.dataframe[0].value
+    assert not at.exception and list(table["T"]) == ["—", "2"]
