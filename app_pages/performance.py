@@ -17,6 +17,7 @@ from distill_core import app, jobs
 from distill_core.bench.report import SPEEDUP_DEFINITION, headline_speedup, unreliable_reasons
 from distill_core.config import MODEL_TITLES
 from distill_core.errors import RunError
+from distill_core.fingerprints import stale_bench
 from distill_core.locks import JobBusy
 from distill_core.runs import read_progress
 from distill_core.views import performance as pv
@@ -139,8 +140,8 @@ def headline_ui(b: dict) -> None:
 def unreliable_ui(run, reasons: list[str]) -> None:
     """Timings that cannot be trusted are not headlined: why, and a way to measure again."""
     st.warning("**These timings are unreliable**: " + "; ".join(reasons) + ". The speed figures below are kept for "
-               "reference but not headlined, and the ship check on speed is inconclusive. Measure again with the "
-               "machine otherwise idle.", icon=":material/warning:")
+               "reference but not headlined, and the ship check on speed cannot pass on them. Measure again with "
+               "the machine otherwise idle.", icon=":material/warning:")
     busy = read_progress(run.path, "bench") is not None or _own_job(run.run_id) is not None
     if st.button("Run the benchmark again", icon=":material/refresh:", disabled=busy or run.status != "complete",
                  key="bench_rerun", help=f"Runs `{command(run.run_id)}` in the background."):
@@ -151,6 +152,10 @@ def unreliable_ui(run, reasons: list[str]) -> None:
 def bench_ui(run, b: dict) -> None:
     st.caption(pv.machine_caption(b))
     reasons = unreliable_reasons(b)
+    stale = stale_bench(run.path, b, run.run_id)
+    if stale:  # figures of other weights than the models now hold: kept for reference, never headlined
+        reasons = [*reasons, "they were measured on other weights than the models now hold"]
+        st.info(" ".join(stale), icon=":material/history:")
     for note in b.get("notes") or []:
         if not (reasons and note.startswith("other processes used")):  # said once, in the warning below
             st.warning(note, icon=":material/warning:")

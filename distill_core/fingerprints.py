@@ -79,6 +79,12 @@ def _files(kinds: list[str]) -> str:
     return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
+def stale_bench(run_dir: Path, bench: Any, run_id: str) -> list[str]:
+    """Why ``bench`` (the run's bench.json) does not describe the weights on disk now; [] when it does."""
+    kinds = [k for k in BENCH_KINDS if has_model(run_dir, k)]
+    return stale_figures(run_dir, bench, BENCH_FILE, kinds, f"python -m distill_core bench {run_id}")
+
+
 def stale_figures(run_dir: Path, doc: Any, file_name: str, kinds: list[str] | tuple[str, ...], fix: str) -> list[str]:
     """Why ``doc`` (``file_name`` of the run) does not describe the ``kinds`` weights on disk now; [] when it does.
 
@@ -159,8 +165,7 @@ def standing(run_dir: Path, info: RunInfo | None = None) -> Standing:
             s.notes.append(f"{BENCH_FILE} is unreadable, so speed and int8 count as not measured ({e}): run "
                            f"`python -m distill_core bench {info.run_id}`")
             return s
-        kinds = [k for k in BENCH_KINDS if has_model(run_dir, k)]
-        stale = stale_figures(run_dir, bench, BENCH_FILE, kinds, f"python -m distill_core bench {info.run_id}")
+        stale = stale_bench(run_dir, bench, info.run_id)
         if stale:
             s.notes += [f"{n} (until then, speed and int8 count as not measured)" for n in stale]
         else:

@@ -325,3 +325,21 @@ def test_training_figure_draws_each_method_and_old_bench_files(benched):
     t = {k: v for k, v in bench["training_throughput"].items() if k not in ("methods", "peak_gflops")}
     old = pv.training_figure({**bench, "training_throughput": t})
     assert len(old.data) == 1 and len(old.data[0].x) == 3
+
+
+def test_a_bench_of_other_weights_is_said_and_not_headlined(benched, tmp_path, monkeypatch):
+    from distill_core.fingerprints import record
+
+    benched = Path(shutil.copytree(benched, tmp_path / benched.name))
+    bench = json.loads((benched / "bench.json").read_text())
+    bench["machine"]["other_processes_cpu_share"] = 0.0
+    bench["weights"] = record(benched, ["teacher", "student"])
+    bench["weights"]["student"]["sha256"] = "0" * 64  # as if measured on a student since re-trained
+    bench["weights"]["student"]["size"] += 1
+    (benched / "bench.json").write_text(json.dumps(bench))
+    at = _page(benched.parent, benched.name, monkeypatch)
+    assert not at.exception
+    assert "bench.json was computed from other weights than student/model.safetensors" in " ".join(
+        str(i.value) for i in at.info)
+    assert "measured on other weights" in " ".join(str(w.value) for w in at.warning)
+    assert not [m for m in at.metric if "vs teacher" in m.label]  # nothing headlined
