@@ -27,7 +27,6 @@ bench treat every backend alike. Its tokeniser is the model's own, called the sa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import time
@@ -41,6 +40,7 @@ from ..console import say
 from .classifier import Classifier
 from ..config import MODEL_KINDS, runs_dir
 from ..errors import ConfigError, DistillError, ModelError, RunError
+from ..fingerprints import file_sha256
 from ..files import atomic_dir, read_json, write_json_atomic
 from ..runs import (
     MODEL_WEIGHTS, ONNX_EXPORT_FILE, ONNX_INT8_MODEL, ONNX_MODEL, PREDICTIONS_FILE, model_dir,
@@ -201,14 +201,6 @@ def check_export(run_dir: Path, kind: str, int8: bool) -> dict[str, Any]:
         raise RunError(f"The ONNX export of {kind} in run {Path(run_dir).name} was made from other weights than the "
                        f"model's current ones; export it again with {fix}")
     return meta
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- export
