@@ -155,7 +155,6 @@ class _Run:
                 done[id(tokenizer)] = (tok, with_transfer(tok["train"], transfer_texts, tokenizer, cfg.data.max_length,
                                                           cfg.data.truncation) if transfer_texts else tok["train"])
             self.toks[kind], self.kd_trains[kind] = done[id(tokenizer)]
-        self.tok, self.kd_train = self.toks["teacher"], self.kd_trains["teacher"]
         self.class_weights = class_weights_for(cfg, self.splits)
         self.accelerator = make_accelerator(cfg.train.mixed_precision, cfg.train.cpu)
         env = environment()
@@ -314,8 +313,8 @@ class _Run:
             # training's precision (soft targets; bf16 halves this pass on CPU). Test scores stay in fp32.
             # Under `accelerate launch` the processes share this pass and each gets every row's logits.
             with self.accelerator.autocast():
-                lg, _ = predict_logits_all(teacher, self.loader("train", False, self.kd_train), self.accelerator,
-                                           desc="teacher logits")
+                lg, _ = predict_logits_all(teacher, self.loader("train", False, self.kd_trains["teacher"]),
+                                           self.accelerator, desc="teacher logits")
             # Row i of the student's copy is the text of row i of the teacher's: the soft targets pair by row.
             train_ds = self.kd_trains["student"].add_column("teacher_logits", lg.tolist())
         for seed in cfg.train.all_seeds():
