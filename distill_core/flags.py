@@ -218,7 +218,7 @@ DEVICE_HELP = ("where the models are scored: auto (the GPU when there is one), c
 
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
-    """``--device`` for a command that scores models (evaluate, sweep, prune); ``use_device`` applies it."""
+    """``--device`` for a command that scores models (evaluate, prune, predict); ``use_device`` applies it."""
     parser.add_argument("--device", dest="scoring_device", metavar="DEVICE", help=DEVICE_HELP)
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from ..config import MODEL_KINDS, MODEL_TITLES
 from ..errors import ConfigError, DataError, RunError
+from ..flags import add_device_flag
 
 logger = logging.getLogger(__name__)
 
@@ -238,9 +239,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                          "document, the first the file has)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"texts per forward pass ({d.batch_size})")
     p.add_argument("--output-dir", type=Path, help="runs folder for a run id (default: the project's artifacts/runs)")
-    p.add_argument("--device", dest="scoring_device", metavar="DEVICE",
-                   help="where the model runs: auto (the GPU when there is one), cpu, cuda or cuda:N (default "
-                        "$DISTILL_DEVICE, else auto)")
+    add_device_flag(p)
     return p
 
 
